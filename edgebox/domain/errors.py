@@ -1,0 +1,27 @@
+"""Errors that say whose fault a failure is, raised below the API and mapped to HTTP there."""
+
+from __future__ import annotations
+
+
+class EdgeboxError(Exception):
+    """Base of the errors a caller can act on; the message is written for a person."""
+
+
+class NotFound(EdgeboxError):
+    def __init__(self, what: str, key: str) -> None:
+        super().__init__(f"no {what} {key!r}")
+        self.what = what
+        self.key = key
+
+
+class Conflict(EdgeboxError):
+    """The request is valid but clashes with what exists (a MAC already taken, ...)."""
+
+
+class InvalidInput(EdgeboxError):
+    """A field of the request is wrong; `field` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.detail = message

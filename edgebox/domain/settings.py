@@ -1,0 +1,187 @@
+"""edgebox's configuration: the schema, its defaults, and its validation.
+
+The configuration file is YAML, but this module sees only the plain data it decodes to
+(dicts, lists, strings, numbers), so it stays in the standard library and is tested without
+files. Every section is a frozen dataclass; `parse_settings()` walks the data against the
+dataclasses and fails on the first problem with the key path and what was expected:
+
+    /etc/edgebox/edgebox.yaml: api.port: expected an integer from 1 to 65535, got 'http'
+
+An unknown key is an error too (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
+Synchronous = Literal["full", "normal"]
+
+
+class ConfigError(Exception):
+    """The configuration is not valid; the message names the file, the key and the remedy."""
+
+
+def _port(default: int) -> Any:
+    # 0 asks the kernel for a free port (tests, and a second instance on one box).
+    return field(default=default, metadata={"min": 0, "max": 65535})
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSettings:
+    host: str = "127.0.0.1"
+    port: int = _port(5240)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSettings:
+    # A human name for this site, shown in the UI and at the hub. Defaults to the host name.
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    # "full" fsyncs the WAL on every commit: a committed write survives a power cut. "normal"
+    # may lose the last commits on power loss (never on a process crash); only for lab use.
+    synchronous: Synchronous = "full"
+    # How long the writer waits for more writes before it commits a group, in milliseconds.
+    group_commit_ms: float = field(default=0.0, metadata={"min": 0.0, "max": 100.0})
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: LogLevel = "info"
+    format: LogFormat = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    # Print a new admin token at the first start (when the database has no user yet).
+    bootstrap_admin: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: str = ""
+    site: SiteSettings = SiteSettings()
+    api: ListenSettings = ListenSettings()
+    machine_http: ListenSettings = ListenSettings(host="0.0.0.0", port=5248)  # noqa: S104
+    database: DatabaseSettings = DatabaseSettings()
+    log: LogSettings = LogSettings()
+    auth: AuthSettings = AuthSettings()
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.data_dir) / "edgebox.db"
+
+
+def default_data_dir(env: Mapping[str, str], is_root: bool, home: Path) -> str:
+    """`$SNAP_COMMON` in a snap, /var/lib/edgebox as root, else the XDG data directory."""
+    if env.get("SNAP_COMMON"):
+        return env["SNAP_COMMON"]
+    if is_root:
+        return "/var/lib/edgebox"
+    xdg = env.get("XDG_DATA_HOME") or str(home / ".local" / "share")
+    return str(Path(xdg) / "edgebox")
+
+
+def parse_settings(data: object, source: str, default_dir: str) -> Settings:
+    """Validate decoded YAML against the schema. `source` names the file in error messages."""
+    if data is None:
+        data = {}
+    settings = _build(Settings, data, source, "")
+    assert isinstance(settings, Settings)
+    if not settings.data_dir:
+        settings = dataclasses.replace(settings, data_dir=default_dir)
+    _check_hosts(settings, source)
+    return settings
+
+
+def _check_hosts(settings: Settings, source: str) -> None:
+    for key, listen in (("api", settings.api), ("machine_http", settings.machine_http)):
+        try:
+            ipaddress.ip_address(listen.host)
+        except ValueError:
+            raise ConfigError(
+                f"{source}: {key}.host: expected an IP address such as 127.0.0.1, "
+                f"got {listen.host!r}"
+            ) from None
+
+
+def _build(cls: type[Any], data: object, source: str, path: str) -> object:
+    if not isinstance(data, dict):
+        where = path or "the top level"
+        raise ConfigError(f"{source}: {where}: expected a mapping of keys, got {_show(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        known = ", ".join(sorted(fields))
+        key = f"{path}.{unknown[0]}" if path else unknown[0]
+        raise ConfigError(f"{source}: {key}: unknown key (known keys here: {known})")
+    values = {}
+    for name, value in data.items():
+        key = f"{path}.{name}" if path else str(name)
+        values[name] = _convert(hints[name], fields[name], value, source, key)
+    return cls(**values)
+
+
+def _convert(hint: Any, spec: dataclasses.Field[Any], value: object, source: str, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(typing.cast(type[Any], hint), value, source, key)
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            expected = " or ".join(repr(c) for c in choices)
+            raise ConfigError(f"{source}: {key}: expected {expected}, got {_show(value)}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key}: expected true or false, got {_show(value)}")
+        return value
+    if hint in (int, float):
+        return _number(hint, spec, value, source, key)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {key}: expected a string, got {_show(value)}")
+        return value
+    raise TypeError(f"settings field {key} has an unsupported type {hint!r}")  # pragma: no cover
+
+
+def _number(hint: type, spec: dataclasses.Field[Any], value: object, source: str, key: str) -> Any:
+    ok_types: tuple[type, ...] = (int,) if hint is int else (int, float)
+    low, high = spec.metadata.get("min"), spec.metadata.get("max")
+    kind = "an integer" if hint is int else "a number"
+    bounds = f" from {low} to {high}" if low is not None else ""
+    if isinstance(value, bool) or not isinstance(value, ok_types):
+        raise ConfigError(f"{source}: {key}: expected {kind}{bounds}, got {_show(value)}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{source}: {key}: expected {kind}{bounds}, got {value}")
+    return hint(value)
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict | list):
+        return f"a {type(value).__name__}"
+    return repr(value)
+
+
+__all__ = [
+    "ConfigError",
+    "DatabaseSettings",
+    "ListenSettings",
+    "LogSettings",
+    "Settings",
+    "SiteSettings",
+    "default_data_dir",
+    "parse_settings",
+]
