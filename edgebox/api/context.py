@@ -1,0 +1,28 @@
+"""What the API handlers reach: the services, typed, under one aiohttp AppKey."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from edgebox.domain.models import Site
+from edgebox.services.auth_service import AuthService
+from edgebox.services.event_service import EventService
+from edgebox.services.machine_service import MachineService
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    machines: MachineService
+    auth: AuthService
+    events: EventService
+    site: Site
+    version: str
+
+
+CONTEXT = web.AppKey("edgebox_context", ApiContext)
+
+
+def context(request: web.Request) -> ApiContext:
+    return request.app[CONTEXT]

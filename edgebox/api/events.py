@@ -1,0 +1,119 @@
+"""The event log: read by cursor, or follow it live over a WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import WSMsgType, web
+
+from edgebox.api.context import context
+from edgebox.api.json_shapes import event_json
+from edgebox.api.request_input import query_int
+from edgebox.api.routing import Param, Route
+from edgebox.api.schemas import INT, STR, ref
+from edgebox.domain.auth import Permission
+from edgebox.services.event_bus import Ended, Lagging, Subscription
+
+log = logging.getLogger(__name__)
+
+BACKLOG_BATCH = 500
+
+
+async def list_events(request: web.Request) -> web.Response:
+    after = query_int(request, "after", 0, 0, 2**62)
+    limit = query_int(request, "limit", 100, 1, 1000)
+    ctx = context(request)
+    events = await ctx.events.after(after, limit, request.query.get("machine"))
+    last = events[-1].seq if events else await ctx.events.last_seq()
+    return web.json_response({"items": [event_json(e) for e in events], "last_seq": last})
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    """Backlog after `after` first, then live events; one JSON event per text message.
+
+    The subscription starts before the backlog is read, and live events at or below the last
+    seq already sent are skipped: nothing committed in between is lost or sent twice.
+    """
+    after = query_int(request, "after", 0, 0, 2**62)
+    machine = request.query.get("machine")
+    ctx = context(request)
+    ws = web.WebSocketResponse(heartbeat=30.0)
+    await ws.prepare(request)
+    with ctx.events.subscribe() as sub:
+        sent = after
+        while True:
+            batch = await ctx.events.after(sent, BACKLOG_BATCH, machine)
+            for event in batch:
+                await ws.send_json(event_json(event))
+                sent = event.seq
+            if len(batch) < BACKLOG_BATCH:
+                break
+        # One task per stream reads the client's side, so that its close ends the stream; it
+        # is awaited below, never left behind.
+        reader = asyncio.create_task(_drain_client(ws, sub))
+        try:
+            while not ws.closed:
+                try:
+                    event = await sub.next()
+                except Ended:
+                    break
+                except Lagging:
+                    await ws.close(code=1013, message=b"too far behind; reconnect with after=seq")
+                    break
+                if event.seq <= sent or (machine is not None and event.machine != machine):
+                    continue
+                await ws.send_json(event_json(event))
+                sent = event.seq
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            await ws.close()
+    return ws
+
+
+async def _drain_client(ws: web.WebSocketResponse, sub: Subscription) -> None:
+    """Read (and ignore) what the client sends, so a close from its side ends the stream."""
+    try:
+        async for msg in ws:
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                break
+    finally:
+        sub.end()
+
+
+_CURSOR = Param("after", INT, "return events with a larger sequence number (default 0)")
+_MACHINE = Param("machine", STR, "only events of this machine (system id)")
+
+ROUTES = [
+    Route(
+        "GET",
+        "/events",
+        list_events,
+        Permission.READ,
+        "Read the event log after a sequence number",
+        "events",
+        params=[_CURSOR, _MACHINE, Param("limit", INT, "at most this many (1-1000, default 100)")],
+        responses={
+            200: {
+                "type": "object",
+                "properties": {
+                    "items": {"type": "array", "items": ref("Event")},
+                    "last_seq": INT,
+                },
+            }
+        },
+    ),
+    Route(
+        "GET",
+        "/events/stream",
+        stream_events,
+        Permission.READ,
+        "Follow the event log over a WebSocket: backlog after `after`, then live",
+        "events",
+        params=[_CURSOR, _MACHINE],
+        responses={101: None},
+    ),
+]

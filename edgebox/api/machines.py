@@ -1,0 +1,245 @@
+"""The /machines endpoints: list, create, show, update, delete, and lifecycle actions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from edgebox.api.context import context
+from edgebox.api.errors import ApiError
+from edgebox.api.json_shapes import machine_json
+from edgebox.api.request_input import (
+    bad,
+    json_object,
+    opt_str,
+    opt_str_list,
+    query_int,
+    query_list,
+    req_str,
+)
+from edgebox.api.routing import Param, Route, principal
+from edgebox.api.schemas import INT, STR, STR_LIST, page_of, ref
+from edgebox.domain.auth import Permission
+from edgebox.domain.identifiers import parse_mac
+from edgebox.domain.lifecycle import Action, Status
+from edgebox.domain.models import MachineChanges, MachineFilter
+from edgebox.services.machine_service import AVAILABLE_ACTIONS, ActionRequest
+
+MAX_PAGE = 1000
+
+
+def _mac(field: str, text: str) -> str:
+    try:
+        return parse_mac(text)
+    except ValueError as exc:
+        raise bad(field, str(exc)) from None
+
+
+def _filter(request: web.Request) -> MachineFilter:
+    statuses = []
+    for text in query_list(request, "status"):
+        try:
+            statuses.append(Status(text))
+        except ValueError:
+            known = ", ".join(s.value for s in Status)
+            raise bad("status", f"unknown status {text!r} (known: {known})") from None
+    mac = request.query.get("mac")
+    return MachineFilter(
+        status=tuple(statuses),
+        pool=request.query.get("pool"),
+        zone=request.query.get("zone"),
+        tags=tuple(query_list(request, "tag")),
+        not_tags=tuple(query_list(request, "not_tag")),
+        hostname=request.query.get("hostname"),
+        mac=_mac("mac", mac) if mac is not None else None,
+        owner=request.query.get("owner"),
+    )
+
+
+def _after(request: web.Request) -> int:
+    cursor = request.query.get("after", "0")
+    if not cursor.isdigit():
+        raise bad("after", "expected the 'next' value of a previous page")
+    return int(cursor)
+
+
+async def list_machines(request: web.Request) -> web.Response:
+    flt = _filter(request)
+    limit = query_int(request, "limit", 100, 1, MAX_PAGE)
+    page = await context(request).machines.query(flt, limit, _after(request))
+    return web.json_response(
+        {
+            "items": [machine_json(m) for m in page.items],
+            "total": page.total,
+            "next": str(page.next_after) if page.next_after is not None else None,
+        }
+    )
+
+
+async def create_machine(request: web.Request) -> web.Response:
+    body = await json_object(request, {"mac", "macs", "hostname", "arch", "pool", "zone", "tags"})
+    macs = [_mac("mac", req_str(body, "mac"))]
+    macs += [_mac("macs", m) for m in opt_str_list(body, "macs") or []]
+    machine = await context(request).machines.create(
+        macs,
+        principal(request).user,
+        hostname=opt_str(body, "hostname"),
+        arch=opt_str(body, "arch") or "",
+        pool=opt_str(body, "pool") or "default",
+        zone=opt_str(body, "zone") or "default",
+        tags=opt_str_list(body, "tags") or [],
+    )
+    location = f"/api/v1/machines/{machine.system_id}"
+    return web.json_response(machine_json(machine), status=201, headers={"Location": location})
+
+
+async def get_machine(request: web.Request) -> web.Response:
+    machine = await context(request).machines.get(request.match_info["system_id"])
+    return web.json_response(machine_json(machine))
+
+
+async def update_machine(request: web.Request) -> web.Response:
+    body = await json_object(request, {"hostname", "pool", "zone", "tags"})
+    tags = opt_str_list(body, "tags")
+    changes = MachineChanges(
+        hostname=opt_str(body, "hostname"),
+        pool=opt_str(body, "pool"),
+        zone=opt_str(body, "zone"),
+        tags=tuple(tags) if tags is not None else None,
+    )
+    machine = await context(request).machines.update(
+        request.match_info["system_id"], changes, principal(request).user
+    )
+    return web.json_response(machine_json(machine))
+
+
+async def delete_machine(request: web.Request) -> web.Response:
+    await context(request).machines.delete(request.match_info["system_id"], principal(request).user)
+    return web.Response(status=204)
+
+
+async def machine_action(request: web.Request) -> web.Response:
+    name = request.match_info["action"]
+    try:
+        action = Action(name)
+    except ValueError:
+        action = None
+    if action is None or action not in AVAILABLE_ACTIONS:
+        available = ", ".join(a.value for a in AVAILABLE_ACTIONS)
+        raise ApiError(404, "not_found", f"no action {name!r}; available actions: {available}")
+    body = await json_object(request, {"comment", "pool", "zone", "add", "remove"})
+    action_request = ActionRequest(
+        action=action,
+        actor=principal(request).user,
+        comment=opt_str(body, "comment") or "",
+        pool=opt_str(body, "pool"),
+        zone=opt_str(body, "zone"),
+        add_tags=tuple(opt_str_list(body, "add") or ()),
+        remove_tags=tuple(opt_str_list(body, "remove") or ()),
+    )
+    machine = await context(request).machines.act(request.match_info["system_id"], action_request)
+    return web.json_response(machine_json(machine))
+
+
+_ID = Param("system_id", STR, "the machine's system id", where="path", required=True)
+_MACHINE = {200: ref("Machine")}
+_BODY_FIELDS = {"hostname": STR, "pool": STR, "zone": STR, "tags": STR_LIST}
+
+ROUTES = [
+    Route(
+        "GET",
+        "/machines",
+        list_machines,
+        Permission.READ,
+        "List machines, filtered and paged by cursor",
+        "machines",
+        params=[
+            Param("status", STR, "status to match; repeat or comma-separate for several"),
+            Param("pool", STR, "pool name"),
+            Param("zone", STR, "zone name"),
+            Param("tag", STR, "a tag the machine must have; repeatable"),
+            Param("not_tag", STR, "a tag the machine must not have; repeatable"),
+            Param("hostname", STR, "exact host name"),
+            Param("mac", STR, "a MAC address of one of its interfaces"),
+            Param("owner", STR, "the user it is allocated to"),
+            Param("limit", INT, f"page size, 1 to {MAX_PAGE} (default 100)"),
+            Param("after", STR, "the 'next' cursor of the previous page"),
+        ],
+        responses={200: page_of("Machine")},
+    ),
+    Route(
+        "POST",
+        "/machines",
+        create_machine,
+        Permission.OPERATE,
+        "Create a machine from its boot MAC address",
+        "machines",
+        body={
+            "type": "object",
+            "properties": {"mac": STR, "macs": STR_LIST, "arch": STR, **_BODY_FIELDS},
+            "required": ["mac"],
+            "additionalProperties": False,
+        },
+        responses={201: ref("Machine")},
+    ),
+    Route(
+        "GET",
+        "/machines/{system_id}",
+        get_machine,
+        Permission.READ,
+        "Show a machine",
+        "machines",
+        params=[_ID],
+        responses=_MACHINE,
+    ),
+    Route(
+        "PATCH",
+        "/machines/{system_id}",
+        update_machine,
+        Permission.OPERATE,
+        "Change a machine's host name, pool, zone or tags",
+        "machines",
+        params=[_ID],
+        body={"type": "object", "properties": _BODY_FIELDS, "additionalProperties": False},
+        responses=_MACHINE,
+    ),
+    Route(
+        "DELETE",
+        "/machines/{system_id}",
+        delete_machine,
+        Permission.OPERATE,
+        "Delete a machine",
+        "machines",
+        params=[_ID],
+        responses={204: None},
+    ),
+    Route(
+        "POST",
+        "/machines/{system_id}/actions/{action}",
+        machine_action,
+        Permission.OPERATE,
+        "Apply a lifecycle action; an action illegal in the machine's status is a 409",
+        "machines",
+        params=[
+            _ID,
+            Param(
+                "action",
+                {"type": "string", "enum": [a.value for a in AVAILABLE_ACTIONS]},
+                "the action",
+                where="path",
+                required=True,
+            ),
+        ],
+        body={
+            "type": "object",
+            "properties": {
+                "comment": STR,
+                "pool": STR,
+                "zone": STR,
+                "add": STR_LIST,
+                "remove": STR_LIST,
+            },
+            "additionalProperties": False,
+        },
+        responses=_MACHINE,
+    ),
+]

@@ -1,0 +1,85 @@
+"""The OpenAPI 3.0 document, written from the same route list that aiohttp serves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from edgebox.api.routing import API_PREFIX, Route
+from edgebox.api.schemas import COMPONENTS, ref
+
+_ERRORS = {
+    "400": "bad input; `field` names the field",
+    "401": "no token, or a token that is not valid",
+    "403": "the token's role may not do this",
+    "404": "no such object",
+    "409": "illegal in the current state, or clashes with existing data",
+}
+
+
+def build_openapi(routes: Sequence[Route], version: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(API_PREFIX + route.path, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "edgebox API",
+            "version": version,
+            "description": "Bare-metal lifecycle: machines, events, tokens. Send "
+            "'Authorization: Bearer <token>' on every call but /health.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": COMPONENTS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": route.summary,
+        "tags": [route.tag],
+        "operationId": f"{route.method.lower()}_{_slug(route.path)}",
+        "responses": _responses(route),
+    }
+    if route.params:
+        operation["parameters"] = [
+            {
+                "name": p.name,
+                "in": p.where,
+                "required": p.required or p.where == "path",
+                "description": p.description,
+                "schema": dict(p.schema),
+            }
+            for p in route.params
+        ]
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": dict(route.body)}},
+        }
+    operation["security"] = [] if route.permission is None else [{"bearer": []}]
+    return operation
+
+
+def _responses(route: Route) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, schema in route.responses.items():
+        entry: dict[str, Any] = {"description": "success"}
+        if schema is not None:
+            entry["content"] = {"application/json": {"schema": dict(schema)}}
+        responses[str(status)] = entry
+    errors = dict(_ERRORS) if route.permission is not None else {}
+    for code, text in errors.items():
+        responses[code] = {
+            "description": text,
+            "content": {"application/json": {"schema": ref("Error")}},
+        }
+    return responses
+
+
+def _slug(path: str) -> str:
+    parts = [p.strip("{}") for p in path.strip("/").split("/")]
+    return "_".join(parts)

@@ -1,0 +1,27 @@
+"""The API application: routes, error middleware, OpenAPI, and the live-stream shutdown."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from edgebox.api import events, machines, system, tokens
+from edgebox.api.context import CONTEXT, ApiContext
+from edgebox.api.errors import error_middleware
+from edgebox.api.openapi import build_openapi
+from edgebox.api.routing import Route, register
+
+ROUTES: list[Route] = [*system.ROUTES, *machines.ROUTES, *events.ROUTES, *tokens.ROUTES]
+MAX_BODY = 1024 * 1024
+
+
+def build_api_app(ctx: ApiContext) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
+    app[CONTEXT] = ctx
+    app[system.OPENAPI] = build_openapi(ROUTES, ctx.version)
+    register(app, ROUTES)
+    app.on_shutdown.append(_end_streams)
+    return app
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[CONTEXT].events.end_streams()

@@ -1,0 +1,94 @@
+"""The event log: every change writes one, read by cursor and followed live."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import WSMsgType
+
+from tests.unit.api.conftest import Api
+
+MAC = "52:54:00:12:34:56"
+
+
+async def _events(api: Api, query: str = "") -> dict:  # type: ignore[type-arg]
+    resp = await api.client.get(f"/api/v1/events?{query}", headers=api.viewer)
+    assert resp.status == 200
+    return await resp.json()  # type: ignore[no-any-return]
+
+
+async def test_every_change_is_an_event(api: Api) -> None:
+    start = (await _events(api))["last_seq"]
+    sid = (await api.create(MAC))["system_id"]
+    await api.client.post(
+        f"/api/v1/machines/{sid}/actions/mark-broken", json={"comment": "psu"}, headers=api.operator
+    )
+    await api.client.patch(f"/api/v1/machines/{sid}", json={"zone": "r1"}, headers=api.operator)
+    await api.client.delete(f"/api/v1/machines/{sid}", headers=api.operator)
+    got = (await _events(api, f"after={start}"))["items"]
+    assert [e["type"] for e in got] == [
+        "machine.created",
+        "machine.status",
+        "machine.updated",
+        "machine.deleted",
+    ]
+    assert all(e["machine"] == sid for e in got)
+    status = got[1]
+    assert status["data"] == {
+        "user": "olga", "action": "mark-broken", "from": "new", "to": "broken", "comment": "psu"
+    }
+    assert "new -> broken" in status["message"]
+    seqs = [e["seq"] for e in got]
+    assert seqs == sorted(seqs) and seqs[0] > start
+
+
+async def test_refused_actions_write_nothing(api: Api) -> None:
+    sid = (await api.create(MAC))["system_id"]
+    before = (await _events(api))["last_seq"]
+    resp = await api.client.post(f"/api/v1/machines/{sid}/actions/lock", headers=api.operator)
+    assert resp.status == 409
+    assert (await _events(api))["last_seq"] == before
+
+
+async def test_cursor_paging_and_machine_filter(api: Api) -> None:
+    a = (await api.create(MAC))["system_id"]
+    await api.create("52:54:00:00:00:02")
+    page = await _events(api, "limit=1")
+    assert len(page["items"]) == 1 and page["last_seq"] == page["items"][0]["seq"]
+    rest = await _events(api, f"after={page['last_seq']}")
+    assert all(e["seq"] > page["last_seq"] for e in rest["items"])
+    only_a = await _events(api, f"machine={a}")
+    assert [e["machine"] for e in only_a["items"]] == [a]
+
+
+async def test_stream_sends_backlog_then_live(api: Api) -> None:
+    await api.create(MAC)
+    async with api.client.ws_connect("/api/v1/events/stream?after=0", headers=api.viewer) as ws:
+        backlog = []
+        while True:
+            event = await asyncio.wait_for(ws.receive_json(), 5)
+            backlog.append(event)
+            if event["type"] == "machine.created":
+                break
+        await api.create("52:54:00:00:00:02")
+        live = await asyncio.wait_for(ws.receive_json(), 5)
+        assert live["type"] == "machine.created"
+        assert live["data"]["macs"] == ["52:54:00:00:00:02"]
+        assert live["seq"] > backlog[-1]["seq"]
+        seqs = [e["seq"] for e in backlog]
+        assert seqs == sorted(seqs)
+
+
+async def test_stream_needs_a_token(api: Api) -> None:
+    resp = await api.client.get("/api/v1/events/stream")
+    assert resp.status == 401
+
+
+async def test_stream_ends_cleanly_at_shutdown(api: Api) -> None:
+    last = (await _events(api))["last_seq"]
+    url = f"/api/v1/events/stream?after={last}"
+    async with api.client.ws_connect(url, headers=api.viewer) as ws:
+        await asyncio.sleep(0.05)
+        api.ctx.events.end_streams()
+        msg = await asyncio.wait_for(ws.receive(), 5)
+        assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
