@@ -1,0 +1,207 @@
+"""The composition root: build every part of edgebox and run them under one TaskGroup.
+
+`edgebox serve` lands in `main_serve()`. Start-up either completes ("edgebox ready ...") or
+stops with one line that says what is wrong and how to fix it (a bad config key, a database
+from a newer edgebox, a port that is taken) and exit status 1 — never a traceback. SIGTERM and
+SIGINT stop it cleanly: the listeners close, the writer commits what it has, the database
+closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from edgebox import __version__
+from edgebox.api.context import ApiContext
+from edgebox.api.server import build_api_app
+from edgebox.bootstrap.config_file import load_settings
+from edgebox.bootstrap.logs import setup_logging
+from edgebox.domain.settings import ConfigError, ListenSettings, Settings
+from edgebox.net.machine_http import build_machine_app
+from edgebox.services.auth_service import AuthService
+from edgebox.services.clock import Clock, SystemClock
+from edgebox.services.event_bus import EventBus
+from edgebox.services.event_service import EventService
+from edgebox.services.machine_service import MachineService
+from edgebox.storage.auth_store import AuthStore
+from edgebox.storage.database import Database, DatabaseInUse
+from edgebox.storage.event_store import EventStore
+from edgebox.storage.machine_store import MachineStore
+from edgebox.storage.migrations import SchemaTooNew
+from edgebox.storage.site_store import SiteStore
+
+log = logging.getLogger("edgebox")
+
+
+class StartupError(Exception):
+    """A problem the operator must fix before edgebox can start; the message says how."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    api_url: str
+    machine_url: str
+
+
+ReadyCallback = Callable[[Listening, "str | None"], None]
+
+
+class Edgebox:
+    """Every long-lived part of one edgebox process, built from settings."""
+
+    def __init__(self, settings: Settings, db: Database, clock: Clock) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.bus = EventBus()
+        db.on_commit(self.bus.publish)
+
+    @classmethod
+    async def open(cls, settings: Settings, clock: Clock) -> Edgebox:
+        try:
+            db = await Database.open(
+                settings.database_path,
+                clock.now,
+                synchronous=settings.database.synchronous,
+                linger=settings.database.group_commit_ms / 1000,
+            )
+        except (DatabaseInUse, SchemaTooNew) as exc:
+            raise StartupError(str(exc)) from None
+        return cls(settings, db, clock)
+
+    async def _compose(self) -> tuple[ApiContext, str | None]:
+        """The services, once the writer runs; and the admin token if this is the first start."""
+        site = await SiteStore(self.db).ensure(self.settings.site.name or socket.gethostname())
+        auth = AuthService(AuthStore(self.db), self.clock)
+        ctx = ApiContext(
+            machines=MachineService(MachineStore(self.db)),
+            auth=auth,
+            events=EventService(EventStore(self.db), self.bus),
+            site=site,
+            version=__version__,
+        )
+        token = await auth.bootstrap_admin() if self.settings.auth.bootstrap_admin else None
+        return ctx, token
+
+    async def run(self, stop: asyncio.Event, on_ready: ReadyCallback | None = None) -> None:
+        """Serve until `stop` is set; `on_ready` is called once every listener is up."""
+        async with asyncio.TaskGroup() as group:
+            writer = group.create_task(self.db.writer.run(), name="db-writer")
+            try:
+                ctx, token = await self._compose()
+                async with self._listeners(ctx) as listening:
+                    log.info(
+                        "edgebox ready version=%s site_id=%s api=%s machine_http=%s db=%s",
+                        __version__,
+                        ctx.site.site_id,
+                        listening.api_url,
+                        listening.machine_url,
+                        self.db.path,
+                    )
+                    if on_ready is not None:
+                        on_ready(listening, token)
+                    await stop.wait()
+                    log.info("edgebox stopping")
+            finally:
+                writer.cancel()
+
+    @contextlib.asynccontextmanager
+    async def _listeners(self, ctx: ApiContext) -> AsyncIterator[Listening]:
+        api = web.AppRunner(build_api_app(ctx), shutdown_timeout=5.0)
+        machine = web.AppRunner(build_machine_app(), shutdown_timeout=5.0)
+        await api.setup()
+        await machine.setup()
+        try:
+            api_url = await _listen(api, self.settings.api, "api", "the API")
+            machine_url = await _listen(
+                machine, self.settings.machine_http, "machine_http", "machine-facing HTTP"
+            )
+            yield Listening(api_url, machine_url)
+        finally:
+            await api.cleanup()
+            await machine.cleanup()
+
+
+async def _listen(runner: web.AppRunner, where: ListenSettings, key: str, what: str) -> str:
+    site = web.TCPSite(runner, where.host, where.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        reason = (
+            "the port is in use by another program (another edgebox?)"
+            if exc.errno == errno.EADDRINUSE
+            else exc.strerror or str(exc)
+        )
+        raise StartupError(
+            f"cannot listen on {where.host}:{where.port} for {what}: {reason}; "
+            f"stop that program or set {key}.port in the configuration"
+        ) from None
+    host, port = runner.addresses[-1][:2]
+    return f"http://{host}:{port}"
+
+
+async def serve(settings: Settings, clock: Clock | None = None) -> None:
+    box = await Edgebox.open(settings, clock or SystemClock())
+
+    def on_ready(listening: Listening, token: str | None) -> None:
+        if token is not None:
+            _announce_admin_token(token, listening.api_url)
+
+    try:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await box.run(stop, on_ready)
+        except ExceptionGroup as group:
+            # The TaskGroup wraps a start-up refusal; unwrap it so it reads as one line.
+            refusals = [e for e in group.exceptions if isinstance(e, StartupError)]
+            if refusals and len(refusals) == len(group.exceptions):
+                raise refusals[0] from None
+            raise
+    finally:
+        await box.db.close()
+
+
+def _announce_admin_token(token: str, api_url: str) -> None:
+    print(
+        "edgebox: first start: created user 'admin' with this API token, shown only once:\n"
+        f"    {token}\n"
+        f"Keep it safe. Log in with: edgebox login {api_url} <token>",
+        flush=True,
+    )
+
+
+def main_serve(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="edgebox serve", description="Run the edgebox daemon.")
+    parser.add_argument("--config", type=Path, help="YAML configuration file")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"edgebox: configuration error: {exc}", file=sys.stderr)
+        return 1
+    setup_logging(settings.log)
+    try:
+        asyncio.run(serve(settings))
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        print(f"edgebox: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        return 130
+    log.info("edgebox stopped")
+    return 0

@@ -1,0 +1,1 @@
+"""What `edgebox serve` needs before the services exist: settings from YAML, and logging."""
