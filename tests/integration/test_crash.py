@@ -40,7 +40,7 @@ async def _burst(url: str, token: str, kill: asyncio.Event) -> tuple[list[str], 
                             kill.set()
                     else:
                         failed += 1
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 failed += 1
 
     async with aiohttp.ClientSession(timeout=timeout) as session:

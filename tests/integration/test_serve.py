@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.daemon import running, start, write_config
 
@@ -47,8 +48,6 @@ def test_first_start_then_clean_stop(tmp_path: Path, sig: int) -> None:
 
 
 def test_machine_facing_http_answers(tmp_path: Path) -> None:
-    import yaml
-
     config = write_config(tmp_path)
     port = yaml.safe_load(config.read_text())["machine_http"]["port"]
     with running(config) as daemon:

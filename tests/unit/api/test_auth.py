@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 import pytest
 
 from edgebox.api.server import ROUTES
 from tests.unit.api.conftest import Api, bearer
 
+SAMPLES = {
+    "system_id": "abc234",
+    "action": "lock",
+    "token_id": "1",
+    "cidr": "10.0.0.0/24",
+    "ip": "10.0.0.5",
+}
+
 
 def _concrete(path: str) -> str:
-    return path.replace("{system_id}", "abc234").replace("{action}", "lock").replace(
-        "{token_id}", "1"
-    )
+    return re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: SAMPLES[m.group(1)], path)
 
 
 @pytest.mark.parametrize(
@@ -52,7 +61,8 @@ async def test_operator_acts_but_may_not_manage_tokens(api: Api) -> None:
 
 async def test_token_lifecycle(api: Api) -> None:
     resp = await api.client.post(
-        "/api/v1/tokens", json={"name": "ci", "user": "ci-bot", "role": "operator"},
+        "/api/v1/tokens",
+        json={"name": "ci", "user": "ci-bot", "role": "operator"},
         headers=api.admin,
     )
     assert resp.status == 201
@@ -100,8 +110,6 @@ async def test_token_create_validates(api: Api) -> None:
 async def test_only_hashes_are_stored(api: Api) -> None:
     resp = await api.client.post("/api/v1/tokens", json={"name": "t"}, headers=api.admin)
     secret = (await resp.json())["token"]
-    rows = await api.ctx.machines._store._db.fetchall("SELECT token_hash FROM api_tokens")  # noqa: SLF001
+    rows = await api.ctx.machines._store._db.fetchall("SELECT token_hash FROM api_tokens")
     assert rows and all(secret not in r[0] for r in rows)
-    import hashlib
-
     assert any(r[0] == hashlib.sha256(secret.encode()).hexdigest() for r in rows)

@@ -52,9 +52,7 @@ async def test_openapi_is_valid_and_matches_the_routes(api: Api) -> None:
     resp = await api.client.get("/api/v1/openapi.json", headers=api.viewer)
     doc = await resp.json()
     validate(doc)
-    documented = {
-        (method.upper(), path) for path, ops in doc["paths"].items() for method in ops
-    }
+    documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     served = {
         (r.method, r.resource.canonical)
         for r in api.client.app.router.routes()

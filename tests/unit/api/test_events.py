@@ -35,7 +35,11 @@ async def test_every_change_is_an_event(api: Api) -> None:
     assert all(e["machine"] == sid for e in got)
     status = got[1]
     assert status["data"] == {
-        "user": "olga", "action": "mark-broken", "from": "new", "to": "broken", "comment": "psu"
+        "user": "olga",
+        "action": "mark-broken",
+        "from": "new",
+        "to": "broken",
+        "comment": "psu",
     }
     assert "new -> broken" in status["message"]
     seqs = [e["seq"] for e in got]

@@ -74,7 +74,8 @@ async def test_duplicates_conflict(api: Api) -> None:
     assert resp.status == 409
     assert first["system_id"] in (await resp.json())["message"]
     resp = await api.client.post(
-        "/api/v1/machines", json={"mac": "52:54:00:00:00:09", "hostname": "n1"},
+        "/api/v1/machines",
+        json={"mac": "52:54:00:00:00:09", "hostname": "n1"},
         headers=api.operator,
     )
     assert resp.status == 409 and "n1" in (await resp.json())["message"]
@@ -123,8 +124,13 @@ async def test_list_filters_and_pages(api: Api) -> None:
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("limit=0", "limit"), ("limit=x", "limit"), ("status=bogus", "status"),
-     ("after=-1", "after"), ("mac=12", "mac")],
+    [
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("status=bogus", "status"),
+        ("after=-1", "after"),
+        ("mac=12", "mac"),
+    ],
 )
 async def test_list_refuses_bad_queries(api: Api, query: str, field: str) -> None:
     resp = await api.client.get(f"/api/v1/machines?{query}", headers=api.viewer)
@@ -204,7 +210,7 @@ async def test_locked_machines_refuse_changes(api: Api, monkeypatch: pytest.Monk
     def deploy(tx):  # type: ignore[no-untyped-def]
         tx.conn.execute("UPDATE machines SET status = 'deployed' WHERE system_id = ?", (sid,))
 
-    await api.ctx.machines._store._db.write(deploy)  # noqa: SLF001
+    await api.ctx.machines._store._db.write(deploy)
     status, body = await _act(api, sid, "lock")
     assert status == 200 and body["locked"] is True
     status, body = await _act(api, sid, "set-pool", pool="x")

@@ -115,7 +115,7 @@ def test_spec_and_table_name_the_same_pairs() -> None:
     assert in_table == set(EXPECTED)
 
 
-@pytest.mark.parametrize(("status", "action"), ALL_PAIRS, ids=lambda v: str(v))
+@pytest.mark.parametrize(("status", "action"), ALL_PAIRS, ids=str)
 def test_every_pair(status: Status, action: Action) -> None:
     state = LifecycleState(status, previous_status=Status.DEPLOYED)
     target = EXPECTED.get((status, action))

@@ -41,7 +41,10 @@ def test_values_are_taken() -> None:
         ({"api": {"port": 1.5}}, "api.port: expected an integer"),
         ({"api": "yes"}, "api: expected a mapping of keys, got 'yes'"),
         ({"api": {"host": "localhost"}}, "api.host: expected an IP address"),
-        ({"log": {"level": "loud"}}, "log.level: expected 'debug' or 'info' or 'warning' or 'error'"),
+        (
+            {"log": {"level": "loud"}},
+            "log.level: expected 'debug' or 'info' or 'warning' or 'error'",
+        ),
         ({"database": {"synchronous": "off"}}, "database.synchronous: expected 'full' or 'normal'"),
         ({"database": {"group_commit_ms": -1}}, "database.group_commit_ms: expected a number"),
         ({"auth": {"bootstrap_admin": "yes"}}, "auth.bootstrap_admin: expected true or false"),

@@ -44,7 +44,9 @@ async def test_a_failing_job_is_rolled_back_alone(db: Database) -> None:
         raise ValueError("nope")
 
     results = await asyncio.gather(
-        db.write(_insert_user("a")), db.write(broken), db.write(_insert_user("b")),
+        db.write(_insert_user("a")),
+        db.write(broken),
+        db.write(_insert_user("b")),
         return_exceptions=True,
     )
     assert isinstance(results[1], ValueError)
@@ -102,7 +104,7 @@ async def test_a_newer_schema_is_refused(tmp_path: Path, clock: FakeClock) -> No
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    with pytest.raises(SchemaTooNew, match="schema version 99.*newer edgebox"):
+    with pytest.raises(SchemaTooNew, match=r"schema version 99.*newer edgebox"):
         await Database.open(path, clock.now)
 
 
