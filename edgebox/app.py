@@ -29,14 +29,19 @@ from edgebox.api.server import build_api_app
 from edgebox.bootstrap.config_file import load_settings
 from edgebox.bootstrap.logs import setup_logging
 from edgebox.domain.settings import ConfigError, ListenSettings, Settings
+from edgebox.net.dhcp_listener import DhcpListener
 from edgebox.net.machine_http import build_machine_app
 from edgebox.services.auth_service import AuthService
 from edgebox.services.clock import Clock, SystemClock
+from edgebox.services.dhcp_service import DhcpService
+from edgebox.services.dhcp_subnets import SubnetRegistry
 from edgebox.services.event_bus import EventBus
 from edgebox.services.event_service import EventService
+from edgebox.services.lease_writes import LeaseWriteBatcher
 from edgebox.services.machine_service import MachineService
 from edgebox.storage.auth_store import AuthStore
 from edgebox.storage.database import Database, DatabaseInUse
+from edgebox.storage.dhcp_store import DhcpStore
 from edgebox.storage.event_store import EventStore
 from edgebox.storage.machine_store import MachineStore
 from edgebox.storage.migrations import SchemaTooNew
@@ -53,6 +58,10 @@ class StartupError(Exception):
 class Listening:
     api_url: str
     machine_url: str
+
+    @property
+    def machine_port(self) -> int:
+        return int(self.machine_url.rsplit(":", 1)[1])
 
 
 ReadyCallback = Callable[[Listening, "str | None"], None]
@@ -85,15 +94,35 @@ class Edgebox:
         """The services, once the writer runs; and the admin token if this is the first start."""
         site = await SiteStore(self.db).ensure(self.settings.site.name or socket.gethostname())
         auth = AuthService(AuthStore(self.db), self.clock)
+        machines = MachineService(MachineStore(self.db))
+        events = EventService(EventStore(self.db), self.bus)
         ctx = ApiContext(
-            machines=MachineService(MachineStore(self.db)),
+            machines=machines,
             auth=auth,
-            events=EventService(EventStore(self.db), self.bus),
+            events=events,
             site=site,
             version=__version__,
+            dhcp=await self._dhcp(machines, events),
         )
         token = await auth.bootstrap_admin() if self.settings.auth.bootstrap_admin else None
         return ctx, token
+
+    async def _dhcp(self, machines: MachineService, events: EventService) -> DhcpService | None:
+        dhcp = self.settings.dhcp
+        if not dhcp.interfaces and not dhcp.subnets:
+            return None  # DHCP stays off until a link is configured
+        store = DhcpStore(self.db)
+        service = DhcpService(
+            dhcp,
+            subnets=SubnetRegistry(dhcp, store),
+            writes=LeaseWriteBatcher(self.db, store),
+            machines=machines,
+            events=events,
+            clock=self.clock,
+            http_port=self.settings.machine_http.port,
+        )
+        await service.load()
+        return service
 
     async def run(self, stop: asyncio.Event, on_ready: ReadyCallback | None = None) -> None:
         """Serve until `stop` is set; `on_ready` is called once every listener is up."""
@@ -102,6 +131,9 @@ class Edgebox:
             try:
                 ctx, token = await self._compose()
                 async with self._listeners(ctx) as listening:
+                    if ctx.dhcp is not None:
+                        ctx.dhcp.set_http_port(listening.machine_port)
+                        group.create_task(DhcpListener(ctx.dhcp).run(), name="dhcp")
                     log.info(
                         "edgebox ready version=%s site_id=%s api=%s machine_http=%s db=%s",
                         __version__,

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from edgebox.domain.models import Site
 from edgebox.services.auth_service import AuthService
+from edgebox.services.dhcp_service import DhcpService
 from edgebox.services.event_service import EventService
 from edgebox.services.machine_service import MachineService
 
@@ -19,6 +20,7 @@ class ApiContext:
     events: EventService
     site: Site
     version: str
+    dhcp: DhcpService | None = None
 
 
 CONTEXT = web.AppKey("edgebox_context", ApiContext)

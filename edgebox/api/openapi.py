@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,8 @@ _ERRORS = {
 def build_openapi(routes: Sequence[Route], version: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(API_PREFIX + route.path, {})[route.method.lower()] = _operation(route)
+        path = API_PREFIX + _plain(route.path)
+        paths.setdefault(path, {})[route.method.lower()] = _operation(route)
     return {
         "openapi": "3.0.3",
         "info": {
@@ -80,6 +82,11 @@ def _responses(route: Route) -> dict[str, Any]:
     return responses
 
 
+def _plain(path: str) -> str:
+    """aiohttp's `{name:regex}` path parameters are `{name}` in OpenAPI."""
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
+
+
 def _slug(path: str) -> str:
-    parts = [p.strip("{}") for p in path.strip("/").split("/")]
+    parts = [p.strip("{}").replace("-", "_") for p in _plain(path).strip("/").split("/")]
     return "_".join(parts)

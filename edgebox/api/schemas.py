@@ -96,6 +96,19 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         },
         "required": ["id", "name", "user", "role", "prefix"],
     },
+    "Lease": {
+        "type": "object",
+        "properties": {
+            "ip": STR,
+            "mac": STR,
+            "client_id": nullable(STR),
+            "subnet": STR,
+            "state": {"type": "string", "enum": ["bound", "released", "expired", "declined"]},
+            "hostname": STR,
+            "expires": TIME,
+        },
+        "required": ["ip", "mac", "subnet", "state"],
+    },
     "Site": {
         "type": "object",
         "properties": {"site_id": STR, "name": STR, "created_at": TIME, "version": STR},

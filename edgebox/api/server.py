@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edgebox.api import events, machines, system, tokens
+from edgebox.api import dhcp, events, machines, system, tokens
 from edgebox.api.context import CONTEXT, ApiContext
 from edgebox.api.errors import error_middleware
 from edgebox.api.openapi import build_openapi
 from edgebox.api.routing import Route, register
 
-ROUTES: list[Route] = [*system.ROUTES, *machines.ROUTES, *events.ROUTES, *tokens.ROUTES]
+ROUTES: list[Route] = [
+    *system.ROUTES,
+    *machines.ROUTES,
+    *events.ROUTES,
+    *tokens.ROUTES,
+    *dhcp.ROUTES,
+]
 MAX_BODY = 1024 * 1024
 
 

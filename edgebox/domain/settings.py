@@ -18,8 +18,10 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+T = TypeVar("T")
+DhcpMode = Literal["server", "proxy"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
 Synchronous = Literal["full", "normal"]
@@ -67,6 +69,67 @@ class AuthSettings:
     bootstrap_admin: bool = True
 
 
+def _required() -> Any:
+    return field(default="", metadata={"required": True})
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpInterfaceSettings:
+    # The interface to serve. DHCP never runs on a link the configuration does not name.
+    name: str = _required()
+    # The network namespace that holds it (labs and tests); empty: the host's namespace.
+    netns: str = ""
+    # server: addresses and boot options; proxy: boot options only, beside another server.
+    mode: DhcpMode = "server"
+
+
+@dataclass(frozen=True, slots=True)
+class RangeSettings:
+    start: str = _required()
+    end: str = _required()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSettings:
+    destination: str = _required()  # a CIDR
+    gateway: str = _required()
+
+
+@dataclass(frozen=True, slots=True)
+class BootLoaderSettings:
+    bios: str = "undionly.kpxe"
+    uefi_x64: str = "snponly.efi"  # or ipxe.efi, for NICs whose UEFI driver misbehaves
+    uefi_http: str = "ipxe.efi"
+    arm64: str = "ipxe-arm64.efi"
+
+
+@dataclass(frozen=True, slots=True)
+class SubnetSettings:
+    cidr: str = _required()
+    # The served interface this subnet is on; empty for a subnet reached through a relay.
+    interface: str = ""
+    ranges: tuple[RangeSettings, ...] = ()
+    router: str = ""
+    dns: tuple[str, ...] = ()
+    ntp: tuple[str, ...] = ()
+    domain: str = ""
+    domain_search: tuple[str, ...] = ()
+    mtu: int = field(default=0, metadata={"min": 0, "max": 65535})
+    lease_time: int = field(default=3600, metadata={"min": 60, "max": 31_536_000})
+    routes: tuple[RouteSettings, ...] = ()
+    boot: BootLoaderSettings = BootLoaderSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpSettings:
+    interfaces: tuple[DhcpInterfaceSettings, ...] = ()
+    subnets: tuple[SubnetSettings, ...] = ()
+    # ARP probe before offering an address never used on its link; 0 turns it off.
+    arp_probe_ms: int = field(default=250, metadata={"min": 0, "max": 5000})
+    # A DISCOVER to find other DHCP servers on served links, at start and then this often.
+    rogue_probe_interval: int = field(default=600, metadata={"min": 0, "max": 86400})
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: str = ""
@@ -76,6 +139,7 @@ class Settings:
     database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
     auth: AuthSettings = AuthSettings()
+    dhcp: DhcpSettings = DhcpSettings()
 
     @property
     def database_path(self) -> Path:
@@ -101,7 +165,18 @@ def parse_settings(data: object, source: str, default_dir: str) -> Settings:
     if not settings.data_dir:
         settings = dataclasses.replace(settings, data_dir=default_dir)
     _check_hosts(settings, source)
+    # Imported here: that module builds on the dataclasses of this one.
+    from edgebox.domain.dhcp_settings_check import check_dhcp_settings  # noqa: PLC0415
+
+    check_dhcp_settings(settings.dhcp, source)
     return settings
+
+
+def parse_section(cls: type[T], data: object, source: str, path: str) -> T:
+    """Validate one section (e.g. a subnet sent to the API) against its dataclass."""
+    built = _build(cls, data, source, path)
+    assert isinstance(built, cls)
+    return built
 
 
 def _check_hosts(settings: Settings, source: str) -> None:
@@ -130,12 +205,21 @@ def _build(cls: type[Any], data: object, source: str, path: str) -> object:
     for name, value in data.items():
         key = f"{path}.{name}" if path else str(name)
         values[name] = _convert(hints[name], fields[name], value, source, key)
+    for name, spec in fields.items():
+        if spec.metadata.get("required") and name not in values:
+            key = f"{path}.{name}" if path else name
+            raise ConfigError(f"{source}: {key}: this key is required")
     return cls(**values)
 
 
 def _convert(hint: Any, spec: dataclasses.Field[Any], value: object, source: str, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _build(typing.cast(type[Any], hint), value, source, key)
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key}: expected a list, got {_show(value)}")
+        item = typing.get_args(hint)[0]
+        return tuple(_convert(item, spec, v, source, f"{key}[{i}]") for i, v in enumerate(value))
     if typing.get_origin(hint) is Literal:
         choices = typing.get_args(hint)
         if value not in choices:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgebox.domain.models import Event
+from edgebox.domain.models import Event, NewEvent
 from edgebox.services.event_bus import EventBus, Subscription
 from edgebox.storage.event_store import EventStore
 
@@ -14,6 +14,9 @@ class EventService:
 
     async def after(self, seq: int, limit: int, machine: str | None = None) -> list[Event]:
         return await self._store.after(seq, limit, machine)
+
+    async def append(self, event: NewEvent) -> Event:
+        return await self._store.append(event)
 
     async def last_seq(self) -> int:
         return await self._store.last_seq()

@@ -72,6 +72,7 @@ class MachineService:
         pool: str = "default",
         zone: str = "default",
         tags: Sequence[str] = (),
+        enlisted: bool = False,
     ) -> Machine:
         if not macs:
             raise InvalidInput("mac", "a machine needs at least one MAC address")
@@ -90,12 +91,18 @@ class MachineService:
         )
 
         def events(machine: Machine) -> list[NewEvent]:
+            how = "enlisted (it network-booted)" if enlisted else "created"
             return [
                 NewEvent(
                     "machine.created",
-                    f"machine {machine.hostname} created with MAC {macs[0]}",
+                    f"machine {machine.hostname} {how} with MAC {macs[0]}",
                     machine=machine.system_id,
-                    data={"user": actor, "macs": list(macs), "status": machine.status.value},
+                    data={
+                        "user": actor,
+                        "macs": list(macs),
+                        "status": machine.status.value,
+                        "enlisted": enlisted,
+                    },
                 )
             ]
 

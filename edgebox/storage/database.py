@@ -74,6 +74,9 @@ class Database:
     async def write(self, fn: Callable[[Tx], T]) -> T:
         return await self.writer.write(fn)
 
+    def submit(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
+        return self.writer.submit(fn)
+
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         async with self._reader.execute(sql, tuple(params)) as cursor:
             return list(await cursor.fetchall())

@@ -88,11 +88,19 @@ class GroupCommitWriter:
         self._on_commit = on_commit
 
     async def write(self, fn: Callable[[Tx], T]) -> T:
+        return await self.submit(fn)
+
+    def submit(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
+        """Queue a write and return its future at once, without awaiting it.
+
+        For hot paths that must keep handling packets while commits are in flight (the DHCP
+        server sends each ACK from a done-callback of its lease write's future).
+        """
         if self._closed:
             raise WriterClosed("the database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(fn, future))
-        return await future
+        return future
 
     async def run(self) -> None:
         """The writer task. Cancel it to stop: the group in flight is committed first."""

@@ -1,0 +1,192 @@
+"""The asyncio side of the DHCP server: sockets in, decisions out, replies sent.
+
+Short and mechanical on purpose (STYLE.md): every decision is made by `DhcpService`. This
+module opens the sockets (in the interface's namespace), feeds each datagram to the service,
+and sends what it returns — at once, after the lease's commit (an ACK is never sent before
+its lease is durable), or after an ARP probe. An interface that cannot be opened is retried
+every few seconds and reported in the DHCP status; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import socket
+import typing
+from dataclasses import dataclass
+
+from edgebox.net.arp_probe import ArpProber, open_arp_socket
+from edgebox.net.dhcp_socket import open_dhcp_socket
+from edgebox.net.interfaces import interface_ipv4, interface_mac
+from edgebox.net.netns import run_in_netns
+from edgebox.services.dhcp_service import DhcpService, Handled, LinkInfo, LinkSpec, Outgoing
+
+log = logging.getLogger(__name__)
+
+RETRY_OPEN = 5.0
+MAX_PROBE_ROUNDS = 3
+PROXY_PORT = 4011
+PROBE_LISTEN = 2.0  # seconds to collect offers after a rogue-server probe
+
+
+@dataclass(slots=True)
+class _Opened:
+    info: LinkInfo
+    sockets: dict[int, socket.socket]
+    arp: socket.socket | None
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, listener: DhcpListener, link: str, port: int) -> None:
+        self.listener = listener
+        self.link = link
+        self.port = port
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Python 3.11's selector datagram transport does not subclass DatagramTransport.
+        self.transport = typing.cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.listener.received(self, data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("dhcp socket error link=%s port=%d error=%s", self.link, self.port, exc)
+
+
+class DhcpListener:
+    def __init__(self, service: DhcpService) -> None:
+        self._service = service
+        self._probers: dict[str, ArpProber] = {}
+        self._group: asyncio.TaskGroup | None = None
+
+    async def run(self) -> None:
+        links = self._service.links()
+        if not links:
+            return
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            for spec in links:
+                group.create_task(self._serve_link(spec), name=f"dhcp-{spec.name}")
+            group.create_task(self._service.run(), name="dhcp-service")
+
+    async def _serve_link(self, spec: LinkSpec) -> None:
+        while True:
+            try:
+                opened = await asyncio.to_thread(run_in_netns, spec.netns, lambda: _open(spec))
+                break
+            except OSError as exc:
+                self._service.link_failed(spec, f"{exc.strerror or exc}")
+                await asyncio.sleep(RETRY_OPEN)
+        loop = asyncio.get_running_loop()
+        transports: list[asyncio.DatagramTransport] = []
+        try:
+            for port, sock in opened.sockets.items():
+                factory = functools.partial(_Protocol, self, spec.name, port)
+                transport, _ = await loop.create_datagram_endpoint(factory, sock=sock)
+                transports.append(transport)
+            if opened.arp is not None:
+                self._probers[spec.name] = ArpProber(opened.arp, opened.info.mac)
+            self._service.link_up(opened.info)
+            await self._watch_for_other_servers(spec)
+        finally:
+            prober = self._probers.pop(spec.name, None)
+            if prober is not None:
+                prober.close()
+            for transport in transports:
+                transport.close()
+
+    async def _watch_for_other_servers(self, spec: LinkSpec) -> None:
+        """The rogue-server probe: a DISCOVER at start and every interval; every OFFER that
+        is not ours goes to the service, which records it and raises a warning."""
+        interval = self._service.rogue_probe_interval
+        if not interval:
+            await asyncio.Event().wait()  # serve until cancelled
+        while True:
+            try:
+                await self._probe_for_servers(spec)
+            except OSError as exc:
+                log.warning("rogue-server probe failed link=%s error=%s", spec.name, exc)
+            await asyncio.sleep(interval)
+
+    async def _probe_for_servers(self, spec: LinkSpec) -> None:
+        probe = self._service.make_probe(spec.name)
+        sock = await asyncio.to_thread(
+            run_in_netns, spec.netns, lambda: open_dhcp_socket(spec.name, 68)
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_sendto(sock, probe.data, (probe.ip, probe.port))
+            async with asyncio.timeout(PROBE_LISTEN):
+                while True:
+                    data, addr = await loop.sock_recvfrom(sock, 4096)
+                    await self._service.offer_seen(spec.name, data, addr)
+        except TimeoutError:
+            pass
+        finally:
+            sock.close()
+
+    def received(self, proto: _Protocol, data: bytes, addr: tuple[str, int]) -> None:
+        handled = self._service.receive(proto.link, proto.port, data, addr)
+        if handled is not None:
+            self._dispatch(proto, handled, data, addr, 0)
+
+    def _dispatch(
+        self, proto: _Protocol, handled: Handled, data: bytes, addr: tuple[str, int], round_: int
+    ) -> None:
+        if handled.probe_ip is not None and proto.link in self._probers and self._group:
+            self._group.create_task(self._probe_then_send(proto, handled, data, addr, round_))
+        elif handled.commit is not None:
+            handled.commit.add_done_callback(lambda f: self._after_commit(proto, handled, f))
+        elif handled.reply is not None:
+            _send(proto, handled.reply)
+
+    def _after_commit(
+        self, proto: _Protocol, handled: Handled, future: asyncio.Future[None]
+    ) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self._service.commit_failed(handled, future)
+            return
+        if handled.reply is not None:
+            _send(proto, handled.reply)
+
+    async def _probe_then_send(
+        self, proto: _Protocol, handled: Handled, data: bytes, addr: tuple[str, int], round_: int
+    ) -> None:
+        ip = handled.probe_ip
+        assert ip is not None
+        holder = await self._probers[proto.link].holder(ip, self._service.arp_wait)
+        if holder is None:
+            handled.probe_ip = None
+            self._dispatch(proto, handled, data, addr, round_)
+            return
+        self._service.address_in_use(proto.link, ip, holder)
+        if round_ + 1 < MAX_PROBE_ROUNDS:
+            again = self._service.receive(proto.link, proto.port, data, addr)
+            if again is not None:
+                self._dispatch(proto, again, data, addr, round_ + 1)
+
+
+def _send(proto: _Protocol, out: Outgoing) -> None:
+    if proto.transport is not None and not proto.transport.is_closing():
+        with contextlib.suppress(OSError):
+            proto.transport.sendto(out.data, (out.ip, out.port))
+
+
+def _open(spec: LinkSpec) -> _Opened:
+    """Runs in the link's namespace: the sockets and the interface's facts."""
+    address, prefix = interface_ipv4(spec.name)
+    mac = interface_mac(spec.name)
+    ports = [67, PROXY_PORT] if spec.mode == "proxy" else [67]
+    sockets: dict[int, socket.socket] = {}
+    try:
+        for port in ports:
+            sockets[port] = open_dhcp_socket(spec.name, port)
+        arp = open_arp_socket(spec.name) if spec.arp_probe else None
+    except OSError:
+        for sock in sockets.values():
+            sock.close()
+        raise
+    return _Opened(LinkInfo(spec.name, address, prefix, mac), sockets, arp)

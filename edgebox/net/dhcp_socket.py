@@ -1,0 +1,29 @@
+"""The UDP sockets of the DHCP server: one per served interface and port.
+
+Each socket is bound to 0.0.0.0:67 (or 4011 for proxyDHCP) and pinned to its interface with
+SO_BINDTODEVICE, so a reply broadcast to 255.255.255.255 leaves on that link only, and a
+request is known to have come in on it. Several such sockets can share the port because each
+is bound to a different device. A socket is created inside the interface's network namespace
+when one is configured (see netns.py).
+"""
+
+from __future__ import annotations
+
+import socket
+
+RECEIVE_BUFFER = 4 * 1024 * 1024  # a burst of PXE clients at power-on must not overflow it
+
+
+def open_dhcp_socket(interface: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.bind(("0.0.0.0", port))  # noqa: S104 (pinned to one device above)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -1,0 +1,463 @@
+"""The DHCP server as a service: the pure core, the lease table, durability and side effects.
+
+Per packet (`receive`, synchronous, on the event loop): parse, let `DhcpServer` decide,
+apply its lease change to the in-memory table at once (so the next packet sees it), and hand
+the adapter what to send and when. A durable change (an ACK's binding, a RELEASE, a DECLINE)
+is queued for the database and the reply waits for that commit; all the lease writes made in
+one turn of the event loop go to the writer as ONE job, so a burst of ACKs costs one commit.
+If the commit fails the table is restored and nothing is sent: no client ever holds an ACK
+for a lease the database does not have.
+
+Off the hot path (`run`): PXE clients whose MAC is unknown are enlisted as New machines, boot
+requests become boot-timeline events, and addresses found in use become events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from edgebox.domain.dhcp import ForeignServer, LeaseRecord, LeaseState
+from edgebox.domain.errors import Conflict, NotFound
+from edgebox.domain.models import EventLevel, NewEvent
+from edgebox.domain.settings import DhcpSettings
+from edgebox.services.clock import Clock
+from edgebox.services.dhcp_config import build_server_config
+from edgebox.services.dhcp_subnets import SubnetRegistry
+from edgebox.services.event_service import EventService
+from edgebox.services.lease_writes import LeaseWriteBatcher
+from edgebox.services.machine_service import MachineService
+from edgebox.wire.dhcp import (
+    BOOTREPLY,
+    FLAG_BROADCAST,
+    MESSAGE_TYPE,
+    PARAMETER_REQUEST_LIST,
+    SERVER_ID,
+    DhcpMessage,
+    DhcpParseError,
+    MessageType,
+    encode_message,
+    format_ipv4,
+    parse_message,
+)
+from edgebox.wire.dhcp.boot import BootChoice
+from edgebox.wire.dhcp.decision import Decision, ReceivedOn
+from edgebox.wire.dhcp.destination import DestinationKind
+from edgebox.wire.dhcp.leases import Lease, LeaseSnapshot, LeaseTable
+from edgebox.wire.dhcp.leases import LeaseState as WireState
+from edgebox.wire.dhcp.server import DhcpServer
+from edgebox.wire.dhcp.server_config import ServerConfig
+
+log = logging.getLogger(__name__)
+
+# chaddr prefix of our own rogue-server probes (locally administered): ignored by our server.
+PROBE_MAC_PREFIX = b"\x02\xeb\x0b"
+SIDE_QUEUE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSpec:
+    name: str
+    netns: str
+    mode: str
+    arp_probe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    name: str
+    address: str
+    prefix: int
+    mac: bytes
+
+
+@dataclass(slots=True)
+class LinkStatus:
+    name: str
+    netns: str
+    mode: str
+    state: str = "starting"  # starting | up | error
+    address: str | None = None
+    error: str | None = None
+    received: int = 0
+    sent: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    data: bytes
+    ip: str
+    port: int
+
+
+@dataclass(slots=True)
+class Handled:
+    """What the adapter does with one request (see `DhcpListener`)."""
+
+    reply: Outgoing | None
+    commit: asyncio.Future[None] | None = None
+    probe_ip: int | None = None
+    snapshot: LeaseSnapshot | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    xid: int
+    mac: bytes
+    our_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class _BootSeen:
+    mac: str
+    choice: BootChoice
+    link: str
+
+
+@dataclass(frozen=True, slots=True)
+class _InUse:
+    link: str
+    ip: int
+    holder: str
+
+
+@dataclass(slots=True)
+class _SideWork:
+    """Work for `run()`: enlistment and events, kept off the packet path."""
+
+    queue: asyncio.Queue[_BootSeen | _InUse] = field(
+        default_factory=lambda: asyncio.Queue(SIDE_QUEUE)
+    )
+    enlisting: set[str] = field(default_factory=set)
+
+
+class DhcpService:
+    def __init__(
+        self,
+        settings: DhcpSettings,
+        *,
+        subnets: SubnetRegistry,
+        writes: LeaseWriteBatcher,
+        machines: MachineService,
+        events: EventService,
+        clock: Clock,
+        http_port: int,
+    ) -> None:
+        self.settings = settings
+        self.subnets = subnets
+        self._writes = writes
+        self._store = writes.store
+        self._machines = machines
+        self._events = events
+        self._clock = clock
+        self._http_port = http_port
+        self._table = LeaseTable(quarantine=600.0)
+        self._links: dict[str, LinkInfo] = {}
+        self._status = {i.name: LinkStatus(i.name, i.netns, i.mode) for i in settings.interfaces}
+        self._server = DhcpServer(ServerConfig(links=(), subnets=()))
+        self._probes: dict[str, _Probe] = {}
+        self._side = _SideWork()
+        subnets.on_change(self._rebuild)
+        subnets.set_validator(self._validate)
+
+    # Start-up and configuration
+
+    async def load(self) -> None:
+        await self.subnets.load()
+        self._table.load(_to_wire(r) for r in await self._store.all_leases())
+        reservations = await self._store.reservations()
+        self._table.set_reservations(
+            {mac: int(ipaddress.IPv4Address(ip)) for mac, ip in reservations.items()}
+        )
+        self._rebuild()
+        log.info("dhcp leases loaded count=%d", len(self._table))
+
+    def links(self) -> list[LinkSpec]:
+        probe = self.settings.arp_probe_ms > 0
+        return [
+            LinkSpec(i.name, i.netns, i.mode, probe and i.mode == "server")
+            for i in self.settings.interfaces
+        ]
+
+    def set_http_port(self, port: int) -> None:
+        """The machine-facing port as bound (the config may say 0); boot URLs use it."""
+        self._http_port = port
+        self._rebuild()
+
+    @property
+    def arp_wait(self) -> float:
+        return self.settings.arp_probe_ms / 1000
+
+    @property
+    def rogue_probe_interval(self) -> float:
+        return float(self.settings.rogue_probe_interval)
+
+    def link_up(self, info: LinkInfo) -> None:
+        self._links[info.name] = info
+        status = self._status[info.name]
+        status.state, status.address, status.error = "up", info.address, None
+        self._rebuild()
+        log.info("dhcp serving link=%s address=%s/%d", info.name, info.address, info.prefix)
+
+    def link_failed(self, spec: LinkSpec, error: str) -> None:
+        status = self._status[spec.name]
+        if status.error != error:
+            log.error("dhcp cannot serve link=%s netns=%s error=%s", spec.name, spec.netns, error)
+        status.state, status.error = "error", error
+
+    def _server_config(self) -> ServerConfig:
+        return build_server_config(
+            self.settings, [s.settings for s in self.subnets.all()], self._links, self._http_port
+        )
+
+    def _validate(self) -> None:
+        self._server_config()  # raises ValueError naming the contradiction
+
+    def _rebuild(self) -> None:
+        try:
+            self._server = DhcpServer(self._server_config())
+        except ValueError as exc:
+            log.error("dhcp configuration not applied: %s", exc)
+
+    # The packet path
+
+    def receive(self, link: str, port: int, data: bytes, source: tuple[str, int]) -> Handled | None:
+        status = self._status[link]
+        status.received += 1
+        try:
+            msg = parse_message(data)
+            if msg.chaddr.startswith(PROBE_MAC_PREFIX):
+                return None  # our own rogue-server probe
+            received = ReceivedOn(link, port, _ip(source[0]), source[1])
+            now = self._clock.now()
+            decision = self._server.handle(msg, received, self._table, now)
+        except DhcpParseError as exc:
+            status.dropped += 1
+            log.debug("dhcp dropped link=%s source=%s error=%s", link, source[0], exc)
+            return None
+        if decision is None:
+            return None
+        return self._act(decision, msg, link, now)
+
+    def _act(self, decision: Decision, msg: DhcpMessage, link: str, now: float) -> Handled | None:
+        handled = Handled(reply=_outgoing(decision))
+        change = decision.change
+        if change is not None:
+            if change.durable:
+                handled.snapshot = self._table.snapshot(change.lease.ip)
+            self._table.apply(change)
+            if change.durable:
+                handled.commit = self._writes.add(_to_record(change.lease))
+        handled.probe_ip = decision.probe_ip
+        if handled.reply is not None:
+            self._status[link].sent += 1
+        if decision.boot is not None and msg.message_type is MessageType.REQUEST:
+            self._side_work(_BootSeen(msg.mac, decision.boot, link))
+        log.debug("dhcp %s link=%s mac=%s xid=%#x", decision.reason, link, msg.mac, msg.xid)
+        if handled.reply is None and handled.commit is None:
+            return None
+        return handled
+
+    def commit_failed(self, handled: Handled, future: asyncio.Future[None]) -> None:
+        if handled.snapshot is not None:
+            self._table.restore(handled.snapshot)
+        error = None if future.cancelled() else future.exception()
+        log.error("dhcp lease not committed; reply withheld error=%s", error)
+
+    def address_in_use(self, link: str, ip: int, holder: bytes) -> None:
+        self._table.mark_in_use(ip, self._clock.now())
+        self._side_work(_InUse(link, ip, holder.hex(":")))
+
+    def _side_work(self, item: _BootSeen | _InUse) -> None:
+        try:
+            self._side.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            log.warning("dhcp side work queue full; dropped %s", item)
+
+    # Off the packet path
+
+    async def run(self) -> None:
+        while True:
+            item = await self._side.queue.get()
+            try:
+                if isinstance(item, _BootSeen):
+                    await self._boot_seen(item.mac, item.choice, item.link)
+                else:
+                    await self._events.append(
+                        NewEvent(
+                            "dhcp.address_in_use",
+                            f"{format_ipv4(item.ip)} on {item.link} answered an ARP probe "
+                            f"from {item.holder}; not offered",
+                            level=EventLevel.WARNING,
+                            data={
+                                "ip": format_ipv4(item.ip),
+                                "link": item.link,
+                                "holder": item.holder,
+                            },
+                        )
+                    )
+            except Exception:
+                log.exception("dhcp side work failed item=%s", item)
+
+    async def _boot_seen(self, mac: str, choice: BootChoice, link: str) -> None:
+        stage = "loader" if choice.first_stage else "ipxe"
+        await self._events.append(
+            NewEvent(
+                "boot.dhcp",
+                f"{mac} network boot on {link}: {choice.kind.value} gets {choice.file}",
+                data={
+                    "mac": mac,
+                    "link": link,
+                    "kind": choice.kind.value,
+                    "file": choice.file,
+                    "transport": choice.transport.value,
+                    "stage": stage,
+                    "arch": choice.arch,
+                },
+            )
+        )
+        if mac in self._side.enlisting or await self._store.known_mac(mac):
+            return
+        self._side.enlisting.add(mac)
+        try:
+            machine = await self._machines.create(
+                [mac], "dhcp", arch=_arch_name(choice), enlisted=True
+            )
+            log.info("enlisted system_id=%s mac=%s link=%s", machine.system_id, mac, link)
+        except Conflict:
+            pass  # enlisted meanwhile by another path
+        finally:
+            self._side.enlisting.discard(mac)
+
+    # The rogue-server probe
+
+    def make_probe(self, link: str) -> Outgoing:
+        xid = secrets.randbits(32)
+        mac = PROBE_MAC_PREFIX + secrets.token_bytes(3)
+        info = self._links.get(link)
+        self._probes[link] = _Probe(xid, mac, info.address if info else "")
+        msg = DhcpMessage(
+            op=1,
+            xid=xid,
+            flags=FLAG_BROADCAST,
+            chaddr=mac,
+            options=dict(
+                [
+                    MESSAGE_TYPE.item(MessageType.DISCOVER),
+                    PARAMETER_REQUEST_LIST.item((1, 3, 6, 54)),
+                ]
+            ),
+        )
+        return Outgoing(encode_message(msg), "255.255.255.255", 67)
+
+    async def offer_seen(self, link: str, data: bytes, source: tuple[str, int]) -> None:
+        probe = self._probes.get(link)
+        try:
+            msg = parse_message(data)
+            server = msg.get(SERVER_ID)
+            kind = msg.message_type
+        except DhcpParseError:
+            return
+        if probe is None or msg.op != BOOTREPLY or msg.xid != probe.xid or kind is None:
+            return
+        server_ip = format_ipv4(server) if server else source[0]
+        if server_ip == probe.our_address or kind is not MessageType.OFFER:
+            return
+        found = ForeignServer(
+            server_ip, link, "", format_ipv4(msg.yiaddr), self._clock.now(), self._clock.now()
+        )
+        if await self._store.saw_foreign_server(found):
+            log.warning("another DHCP server answers link=%s server=%s", link, server_ip)
+
+    # Reads and operator actions
+
+    def status(self) -> list[LinkStatus]:
+        return list(self._status.values())
+
+    def bound_count(self) -> int:
+        now = self._clock.now()
+        return sum(
+            1 for lease in self._table if lease.state is WireState.BOUND and lease.active(now)
+        )
+
+    def now(self) -> float:
+        return self._clock.now()
+
+    async def leases(
+        self, subnet: str | None, mac: str | None, states: Sequence[LeaseState], limit: int
+    ) -> list[LeaseRecord]:
+        return await self._store.leases(subnet, mac, states, limit)
+
+    async def foreign_servers(self) -> list[ForeignServer]:
+        return await self._store.foreign_servers()
+
+    async def release(self, ip: int) -> LeaseRecord:
+        lease = self._table.get(ip)
+        now = self._clock.now()
+        if lease is None or not lease.active(now):
+            raise NotFound("active lease", format_ipv4(ip))
+        released = Lease(
+            ip=ip, mac=lease.mac, client_id=lease.client_id, subnet_id=lease.subnet_id,
+            state=WireState.RELEASED, expires=now, hostname=lease.hostname, ever_bound=True,
+        )  # fmt: skip
+        snapshot = self._table.snapshot(ip)
+        self._table.restore(LeaseSnapshot(ip, released))
+        try:
+            await self._writes.add(_to_record(released))
+        except BaseException:
+            self._table.restore(snapshot)
+            raise
+        return _to_record(released)
+
+
+def _ip(text: str) -> int:
+    try:
+        return int(ipaddress.IPv4Address(text))
+    except ValueError:
+        return 0
+
+
+def _outgoing(decision: Decision) -> Outgoing | None:
+    if decision.packet is None or decision.destination is None:
+        return None
+    dest = decision.destination
+    if dest.kind in (
+        DestinationKind.BROADCAST,
+        DestinationKind.LINK_BROADCAST_OR_UNICAST_TO_CHADDR,
+    ):
+        return Outgoing(decision.packet, "255.255.255.255", dest.port)
+    return Outgoing(decision.packet, format_ipv4(dest.ip), dest.port)
+
+
+_TO_STATE = {
+    WireState.BOUND: LeaseState.BOUND,
+    WireState.RELEASED: LeaseState.RELEASED,
+    WireState.EXPIRED: LeaseState.EXPIRED,
+    WireState.DECLINED: LeaseState.DECLINED,
+}
+
+
+def _to_record(lease: Lease) -> LeaseRecord:
+    return LeaseRecord(
+        lease.ip, lease.mac, lease.client_id, lease.subnet_id, _TO_STATE[lease.state],
+        lease.hostname, lease.expires,
+    )  # fmt: skip
+
+
+def _to_wire(record: LeaseRecord) -> Lease:
+    return Lease(
+        ip=record.ip, mac=record.mac, client_id=record.client_id, subnet_id=record.subnet,
+        state=WireState(record.state.value), expires=record.expires, hostname=record.hostname,
+        ever_bound=record.state is not LeaseState.DECLINED,
+    )  # fmt: skip
+
+
+def _arch_name(choice: BootChoice) -> str:
+    if choice.kind.value == "arm64":
+        return "arm64/generic"
+    return "amd64/generic"
