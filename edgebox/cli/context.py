@@ -39,14 +39,27 @@ EXIT_UNREACHABLE: Final = 3
 
 
 class CliError(click.ClickException):
-    """An error shown as `error: <message>` on stderr, with its own exit code."""
+    """An error shown as `error: <message>` on stderr; the API refused (exit 1).
 
-    def __init__(self, message: str, exit_code: int = EXIT_API_ERROR) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    The exit code is a class attribute (click declares it a ClassVar), one subclass per code.
+    """
+
+    exit_code = EXIT_API_ERROR
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"error: {self.format_message()}", file=file, err=file is None)
+
+
+class CliUsageError(CliError):
+    """Bad usage or nothing to authenticate with (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class CliUnreachable(CliError):
+    """The server did not answer (exit 3)."""
+
+    exit_code = EXIT_UNREACHABLE
 
 
 @dataclass(frozen=True)
@@ -70,26 +83,22 @@ class CliContext:
             try:
                 saved = load_login(self.login_path)
             except LoginFileError as exc:
-                raise CliError(str(exc), EXIT_USAGE) from exc
+                raise CliUsageError(str(exc)) from exc
         try:
             return resolve_target(self.url, self.token, saved)
         except ValueError as exc:
-            raise CliError(f"bad --url or EDGEBOX_URL: {exc}", EXIT_USAGE) from exc
+            raise CliUsageError(f"bad --url or EDGEBOX_URL: {exc}") from exc
 
     def require_token(self) -> str:
         target = self.target
         if target.token:
             return target.token
         if target.saved_login_url:
-            raise CliError(
+            raise CliUsageError(
                 f"no API token for {target.url} (the saved login is for "
-                f"{target.saved_login_url}); pass --token or set EDGEBOX_TOKEN",
-                EXIT_USAGE,
+                f"{target.saved_login_url}); pass --token or set EDGEBOX_TOKEN"
             )
-        raise CliError(
-            "no API token: run 'edgebox login URL TOKEN' or set EDGEBOX_TOKEN",
-            EXIT_USAGE,
-        )
+        raise CliUsageError("no API token: run 'edgebox login URL TOKEN' or set EDGEBOX_TOKEN")
 
 
 pass_cli = click.make_pass_decorator(CliContext)
@@ -118,7 +127,7 @@ def error_for_api(exc: ApiError) -> CliError:
     message = str(exc)
     if exc.status == 401:
         message += " (check the token: 'edgebox login URL TOKEN' or EDGEBOX_TOKEN)"
-    return CliError(message, EXIT_API_ERROR)
+    return CliError(message)
 
 
 def call_api(
@@ -139,4 +148,4 @@ def call_api(
     except ApiError as exc:
         raise error_for_api(exc) from exc
     except ServerUnreachable as exc:
-        raise CliError(str(exc), EXIT_UNREACHABLE) from exc
+        raise CliUnreachable(str(exc)) from exc

@@ -15,7 +15,7 @@ import click
 
 from edgebox.cli import render
 from edgebox.cli.client import ApiClient, ApiError, JsonObject, path_segment
-from edgebox.cli.context import EXIT_USAGE, CliContext, CliError, call_api, json_option, pass_cli
+from edgebox.cli.context import CliContext, CliUsageError, call_api, json_option, pass_cli
 from edgebox.domain.lifecycle import Status
 
 MACHINE_COLUMNS = ("SYSTEM_ID", "HOSTNAME", "STATUS", "POWER", "POOL", "ZONE", "TAGS", "MAC")
@@ -289,9 +289,8 @@ def delete(cli: CliContext, ident: str, yes: bool) -> None:
     label = machine_label(machine)
     if not yes:
         if not stdin_is_interactive():
-            raise CliError(
-                f"not deleting {label}: stdin is not a terminal, so pass --yes to confirm",
-                EXIT_USAGE,
+            raise CliUsageError(
+                f"not deleting {label}: stdin is not a terminal, so pass --yes to confirm"
             )
         click.confirm(f"Delete machine {label}?", abort=True)
     path = f"/machines/{path_segment(machine['system_id'])}"
