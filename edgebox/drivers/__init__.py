@@ -1,0 +1,1 @@
+"""Drivers for external systems (BMC power, the hub), one module per system behind a Protocol."""
