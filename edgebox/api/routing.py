@@ -19,7 +19,7 @@ from edgebox.domain.auth import Permission, Principal, allows
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Schema = Mapping[str, Any]
-PRINCIPAL = "edgebox.principal"
+PRINCIPAL = web.RequestKey("edgebox_principal", Principal)
 
 
 @dataclass(frozen=True, slots=True)
