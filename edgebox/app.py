@@ -128,12 +128,15 @@ class Edgebox:
         """Serve until `stop` is set; `on_ready` is called once every listener is up."""
         async with asyncio.TaskGroup() as group:
             writer = group.create_task(self.db.writer.run(), name="db-writer")
+            services: list[asyncio.Task[None]] = []
             try:
                 ctx, token = await self._compose()
                 async with self._listeners(ctx) as listening:
                     if ctx.dhcp is not None:
                         ctx.dhcp.set_http_port(listening.machine_port)
-                        group.create_task(DhcpListener(ctx.dhcp).run(), name="dhcp")
+                        services.append(
+                            group.create_task(DhcpListener(ctx.dhcp).run(), name="dhcp")
+                        )
                     log.info(
                         "edgebox ready version=%s site_id=%s api=%s machine_http=%s db=%s",
                         __version__,
@@ -147,6 +150,11 @@ class Edgebox:
                     await stop.wait()
                     log.info("edgebox stopping")
             finally:
+                # Services first (they may still write), the writer last: it commits what
+                # it holds before it stops.
+                for task in services:
+                    task.cancel()
+                await asyncio.gather(*services, return_exceptions=True)
                 writer.cancel()
 
     @contextlib.asynccontextmanager
