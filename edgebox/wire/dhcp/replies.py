@@ -119,6 +119,11 @@ def boot_fields(
         siaddr = boot.tftp_server
         opts[TFTP_SERVER_NAME.code] = TFTP_SERVER_NAME.encode(format_ipv4(boot.tftp_server))
     if proxy:
+        # iPXE drops a ProxyDHCPACK that lacks "PXE options", which it defines as a boot menu
+        # or a non-zero siaddr together with a boot file name, even when the boot file is an
+        # http:// URL (seen with Debian's iPXE 1.0.0+git-20190125: it retransmits to 4011
+        # and ends with "Nothing to boot"). So a proxy reply always names us in siaddr.
+        siaddr = boot.tftp_server
         # A proxy offer is recognised by option 60 PXEClient (or HTTPClient) and no yiaddr.
         vendor = choice.vendor_class or PXE_CLIENT
         opts[VENDOR_CLASS_ID.code] = VENDOR_CLASS_ID.encode(vendor)

@@ -51,6 +51,8 @@ def test_proxy_offer_to_ipxe_is_the_script(lab: Lab) -> None:
     reply = lab.send(client.discover(), link="eth1").reply
     assert reply is not None
     assert reply.get(BOOTFILE_NAME) == f"http://192.168.1.5:5248/boot/ipxe?mac={client.mac}"
+    # iPXE ignores a ProxyDHCPACK without siaddr and a file name, even for an http:// URL.
+    assert reply.siaddr == PROXY_SERVER
 
 
 def test_proxy_ignores_everything_else(lab: Lab) -> None:
