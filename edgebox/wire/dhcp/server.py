@@ -166,7 +166,9 @@ class DhcpServer:
         )
         if mine:  # a repeated DISCOVER: same offer, probed already
             return LeaseChange(ChangeKind.OFFER, hold), None, "offered already"
-        probe = ip if req.leases.needs_probe(ip) else None
+        # An ARP probe can only find a holder on our own link: a relayed subnet is not.
+        relayed = req.msg.giaddr != 0
+        probe = ip if not relayed and req.leases.needs_probe(ip) else None
         previous = current is not None and current.key == req.key
         why = "previous address" if previous else "never used" if probe else "reused address"
         return LeaseChange(ChangeKind.OFFER, hold), probe, why

@@ -295,6 +295,7 @@ def test_relayed_requests_use_giaddrs_subnet_and_echo_option_82(lab: Lab) -> Non
     assert reply.options[82] == OPTION_82 and list(reply.options)[-1] == 82
     assert offer.decision.destination == Destination(DestinationKind.RELAY, IP("10.20.0.1"), 67)
     assert offer.decision.subnet_id == REMOTE
+    assert offer.decision.probe_ip is None  # an ARP probe cannot reach a relayed subnet
     ack = lab.send(client.select(reply.yiaddr, RELAY_SERVER))
     assert ack.kind is MessageType.ACK and ack.reply is not None
     assert ack.reply.options[82] == OPTION_82 and ack.reply.get(LEASE_TIME) == 7200
