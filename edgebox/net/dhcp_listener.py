@@ -10,11 +10,8 @@ every few seconds and reported in the DHCP status; it never stops the others.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import socket
-import typing
 from dataclasses import dataclass
 
 from edgebox.net.arp_probe import ArpProber, open_arp_socket
@@ -28,6 +25,8 @@ log = logging.getLogger(__name__)
 RETRY_OPEN = 5.0
 MAX_PROBE_ROUNDS = 3
 PROXY_PORT = 4011
+READ_BATCH = 256  # datagrams read per wake-up before other work gets a turn
+RECV_SIZE = 4096
 PROBE_LISTEN = 2.0  # seconds to collect offers after a rogue-server probe
 
 
@@ -38,22 +37,41 @@ class _Opened:
     arp: socket.socket | None
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, listener: DhcpListener, link: str, port: int) -> None:
+class _LinkSocket:
+    """One DHCP socket, read directly from the event loop.
+
+    asyncio's datagram transport reads one datagram per loop iteration; under a burst each
+    packet then pays a whole iteration (an epoll call, the ready queue). Here a wake-up
+    drains up to READ_BATCH datagrams, so the lease writes of a burst's REQUESTs also fall
+    into one loop turn and one commit. Replies are sent with a non-blocking sendto; a full
+    socket buffer drops the reply, as a lossy link would (the client retransmits).
+    """
+
+    def __init__(self, listener: DhcpListener, link: str, port: int, sock: socket.socket):
         self.listener = listener
         self.link = link
         self.port = port
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.closed = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Python 3.11's selector datagram transport does not subclass DatagramTransport.
-        self.transport = typing.cast(asyncio.DatagramTransport, transport)
+    def readable(self) -> None:
+        for _ in range(READ_BATCH):
+            try:
+                data, addr = self.sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("dhcp receive error link=%s port=%d error=%s", self.link, self.port, exc)
+                return
+            self.listener.received(self, data, addr)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.listener.received(self, data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("dhcp socket error link=%s port=%d error=%s", self.link, self.port, exc)
+    def send(self, out: Outgoing) -> None:
+        if self.closed:
+            return
+        try:
+            self.sock.sendto(out.data, (out.ip, out.port))
+        except OSError as exc:
+            log.debug("dhcp send failed link=%s to=%s error=%s", self.link, out.ip, exc)
 
 
 class DhcpListener:
@@ -81,12 +99,12 @@ class DhcpListener:
                 self._service.link_failed(spec, f"{exc.strerror or exc}")
                 await asyncio.sleep(RETRY_OPEN)
         loop = asyncio.get_running_loop()
-        transports: list[asyncio.DatagramTransport] = []
+        sockets = [
+            _LinkSocket(self, spec.name, port, sock) for port, sock in opened.sockets.items()
+        ]
         try:
-            for port, sock in opened.sockets.items():
-                factory = functools.partial(_Protocol, self, spec.name, port)
-                transport, _ = await loop.create_datagram_endpoint(factory, sock=sock)
-                transports.append(transport)
+            for link_socket in sockets:
+                loop.add_reader(link_socket.sock.fileno(), link_socket.readable)
             if opened.arp is not None:
                 self._probers[spec.name] = ArpProber(opened.arp, opened.info.mac)
             self._service.link_up(opened.info)
@@ -95,8 +113,10 @@ class DhcpListener:
             prober = self._probers.pop(spec.name, None)
             if prober is not None:
                 prober.close()
-            for transport in transports:
-                transport.close()
+            for link_socket in sockets:
+                loop.remove_reader(link_socket.sock.fileno())
+                link_socket.closed = True
+                link_socket.sock.close()
 
     async def _watch_for_other_servers(self, spec: LinkSpec) -> None:
         """The rogue-server probe: a DISCOVER at start and every interval; every OFFER that
@@ -128,13 +148,13 @@ class DhcpListener:
         finally:
             sock.close()
 
-    def received(self, proto: _Protocol, data: bytes, addr: tuple[str, int]) -> None:
+    def received(self, proto: _LinkSocket, data: bytes, addr: tuple[str, int]) -> None:
         handled = self._service.receive(proto.link, proto.port, data, addr)
         if handled is not None:
             self._dispatch(proto, handled, data, addr, 0)
 
     def _dispatch(
-        self, proto: _Protocol, handled: Handled, data: bytes, addr: tuple[str, int], round_: int
+        self, proto: _LinkSocket, handled: Handled, data: bytes, addr: tuple[str, int], round_: int
     ) -> None:
         if handled.probe_ip is not None and proto.link in self._probers and self._group:
             self._group.create_task(self._probe_then_send(proto, handled, data, addr, round_))
@@ -144,7 +164,7 @@ class DhcpListener:
             _send(proto, handled.reply)
 
     def _after_commit(
-        self, proto: _Protocol, handled: Handled, future: asyncio.Future[None]
+        self, proto: _LinkSocket, handled: Handled, future: asyncio.Future[None]
     ) -> None:
         if future.cancelled() or future.exception() is not None:
             self._service.commit_failed(handled, future)
@@ -153,7 +173,7 @@ class DhcpListener:
             _send(proto, handled.reply)
 
     async def _probe_then_send(
-        self, proto: _Protocol, handled: Handled, data: bytes, addr: tuple[str, int], round_: int
+        self, proto: _LinkSocket, handled: Handled, data: bytes, addr: tuple[str, int], round_: int
     ) -> None:
         ip = handled.probe_ip
         assert ip is not None
@@ -169,10 +189,8 @@ class DhcpListener:
                 self._dispatch(proto, again, data, addr, round_ + 1)
 
 
-def _send(proto: _Protocol, out: Outgoing) -> None:
-    if proto.transport is not None and not proto.transport.is_closing():
-        with contextlib.suppress(OSError):
-            proto.transport.sendto(out.data, (out.ip, out.port))
+def _send(proto: _LinkSocket, out: Outgoing) -> None:
+    proto.send(out)
 
 
 def _open(spec: LinkSpec) -> _Opened:
