@@ -18,6 +18,8 @@ import asyncio
 import ipaddress
 import logging
 import secrets
+import socket
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -258,7 +260,8 @@ class DhcpService:
             self._status[link].sent += 1
         if decision.boot is not None and msg.message_type is MessageType.REQUEST:
             self._side_work(_BootSeen(msg.mac, decision.boot, link))
-        log.debug("dhcp %s link=%s mac=%s xid=%#x", decision.reason, link, msg.mac, msg.xid)
+        if log.isEnabledFor(logging.DEBUG):  # msg.mac formats the address: only when logged
+            log.debug("dhcp %s link=%s mac=%s xid=%#x", decision.reason, link, msg.mac, msg.xid)
         if handled.reply is None and handled.commit is None:
             return None
         return handled
@@ -415,10 +418,14 @@ class DhcpService:
         return _to_record(released)
 
 
+_U32 = struct.Struct("!I")
+
+
 def _ip(text: str) -> int:
+    # On the packet path: inet_aton is ~10x cheaper than ipaddress.IPv4Address.
     try:
-        return int(ipaddress.IPv4Address(text))
-    except ValueError:
+        return int(_U32.unpack(socket.inet_aton(text))[0])
+    except OSError:
         return 0
 
 
