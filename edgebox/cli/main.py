@@ -15,6 +15,7 @@ import click
 from edgebox import __version__
 from edgebox.cli.actions import ACTION_COMMANDS
 from edgebox.cli.context import CliContext
+from edgebox.cli.dhcp import dhcp
 from edgebox.cli.events import events
 from edgebox.cli.login import login, logout, status
 from edgebox.cli.machines import machines
@@ -53,7 +54,7 @@ def cli(ctx: click.Context, url: str | None, token: str | None, json_output: boo
 
 for _command in ACTION_COMMANDS:
     machines.add_command(_command)
-for _command in (login, logout, status, machines, events, token):
+for _command in (login, logout, status, machines, events, token, dhcp):
     cli.add_command(_command)
 
 

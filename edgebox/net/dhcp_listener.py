@@ -18,7 +18,8 @@ from edgebox.net.arp_probe import ArpProber, open_arp_socket
 from edgebox.net.dhcp_socket import open_dhcp_socket
 from edgebox.net.interfaces import interface_ipv4, interface_mac
 from edgebox.net.netns import run_in_netns
-from edgebox.services.dhcp_service import DhcpService, Handled, LinkInfo, LinkSpec, Outgoing
+from edgebox.services.dhcp_records import Outgoing
+from edgebox.services.dhcp_service import DhcpService, Handled, LinkInfo, LinkSpec
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import secrets
-import socket
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -29,26 +26,22 @@ from edgebox.domain.models import EventLevel, NewEvent
 from edgebox.domain.settings import DhcpSettings
 from edgebox.services.clock import Clock
 from edgebox.services.dhcp_config import build_server_config
+from edgebox.services.dhcp_records import (
+    Outgoing,
+    arch_name,
+    ip_from_text,
+    outgoing,
+    to_record,
+    to_wire,
+)
+from edgebox.services.dhcp_rogue_probe import PROBE_MAC_PREFIX, RogueServerProbe
 from edgebox.services.dhcp_subnets import SubnetRegistry
 from edgebox.services.event_service import EventService
 from edgebox.services.lease_writes import LeaseWriteBatcher
 from edgebox.services.machine_service import MachineService
-from edgebox.wire.dhcp import (
-    BOOTREPLY,
-    FLAG_BROADCAST,
-    MESSAGE_TYPE,
-    PARAMETER_REQUEST_LIST,
-    SERVER_ID,
-    DhcpMessage,
-    DhcpParseError,
-    MessageType,
-    encode_message,
-    format_ipv4,
-    parse_message,
-)
+from edgebox.wire.dhcp import DhcpMessage, DhcpParseError, MessageType, format_ipv4, parse_message
 from edgebox.wire.dhcp.boot import BootChoice
 from edgebox.wire.dhcp.decision import Decision, ReceivedOn
-from edgebox.wire.dhcp.destination import DestinationKind
 from edgebox.wire.dhcp.leases import Lease, LeaseSnapshot, LeaseTable
 from edgebox.wire.dhcp.leases import LeaseState as WireState
 from edgebox.wire.dhcp.server import DhcpServer
@@ -56,8 +49,6 @@ from edgebox.wire.dhcp.server_config import ServerConfig
 
 log = logging.getLogger(__name__)
 
-# chaddr prefix of our own rogue-server probes (locally administered): ignored by our server.
-PROBE_MAC_PREFIX = b"\x02\xeb\x0b"
 SIDE_QUEUE = 4096
 
 
@@ -90,13 +81,6 @@ class LinkStatus:
     dropped: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    data: bytes
-    ip: str
-    port: int
-
-
 @dataclass(slots=True)
 class Handled:
     """What the adapter does with one request (see `DhcpListener`)."""
@@ -105,13 +89,6 @@ class Handled:
     commit: asyncio.Future[None] | None = None
     probe_ip: int | None = None
     snapshot: LeaseSnapshot | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Probe:
-    xid: int
-    mac: bytes
-    our_address: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +139,7 @@ class DhcpService:
         self._links: dict[str, LinkInfo] = {}
         self._status = {i.name: LinkStatus(i.name, i.netns, i.mode) for i in settings.interfaces}
         self._server = DhcpServer(ServerConfig(links=(), subnets=()))
-        self._probes: dict[str, _Probe] = {}
+        self._rogue = RogueServerProbe(self._store, clock)
         self._side = _SideWork()
         subnets.on_change(self._rebuild)
         subnets.set_validator(self._validate)
@@ -171,7 +148,7 @@ class DhcpService:
 
     async def load(self) -> None:
         await self.subnets.load()
-        self._table.load(_to_wire(r) for r in await self._store.all_leases())
+        self._table.load(to_wire(r) for r in await self._store.all_leases())
         reservations = await self._store.reservations()
         self._table.set_reservations(
             {mac: int(ipaddress.IPv4Address(ip)) for mac, ip in reservations.items()}
@@ -235,7 +212,7 @@ class DhcpService:
             msg = parse_message(data)
             if msg.chaddr.startswith(PROBE_MAC_PREFIX):
                 return None  # our own rogue-server probe
-            received = ReceivedOn(link, port, _ip(source[0]), source[1])
+            received = ReceivedOn(link, port, ip_from_text(source[0]), source[1])
             now = self._clock.now()
             decision = self._server.handle(msg, received, self._table, now)
         except DhcpParseError as exc:
@@ -247,14 +224,14 @@ class DhcpService:
         return self._act(decision, msg, link, now)
 
     def _act(self, decision: Decision, msg: DhcpMessage, link: str, now: float) -> Handled | None:
-        handled = Handled(reply=_outgoing(decision))
+        handled = Handled(reply=outgoing(decision))
         change = decision.change
         if change is not None:
             if change.durable:
                 handled.snapshot = self._table.snapshot(change.lease.ip)
             self._table.apply(change)
             if change.durable:
-                handled.commit = self._writes.add(_to_record(change.lease))
+                handled.commit = self._writes.add(to_record(change.lease))
         handled.probe_ip = decision.probe_ip
         if handled.reply is not None:
             self._status[link].sent += 1
@@ -329,7 +306,7 @@ class DhcpService:
         self._side.enlisting.add(mac)
         try:
             machine = await self._machines.create(
-                [mac], "dhcp", arch=_arch_name(choice), enlisted=True
+                [mac], "dhcp", arch=arch_name(choice), enlisted=True
             )
             log.info("enlisted system_id=%s mac=%s link=%s", machine.system_id, mac, link)
         except Conflict:
@@ -337,45 +314,14 @@ class DhcpService:
         finally:
             self._side.enlisting.discard(mac)
 
-    # The rogue-server probe
+    # The rogue-server probe (the listener sends it and hands back what it hears)
 
     def make_probe(self, link: str) -> Outgoing:
-        xid = secrets.randbits(32)
-        mac = PROBE_MAC_PREFIX + secrets.token_bytes(3)
         info = self._links.get(link)
-        self._probes[link] = _Probe(xid, mac, info.address if info else "")
-        msg = DhcpMessage(
-            op=1,
-            xid=xid,
-            flags=FLAG_BROADCAST,
-            chaddr=mac,
-            options=dict(
-                [
-                    MESSAGE_TYPE.item(MessageType.DISCOVER),
-                    PARAMETER_REQUEST_LIST.item((1, 3, 6, 54)),
-                ]
-            ),
-        )
-        return Outgoing(encode_message(msg), "255.255.255.255", 67)
+        return self._rogue.make_probe(link, info.address if info else "")
 
     async def offer_seen(self, link: str, data: bytes, source: tuple[str, int]) -> None:
-        probe = self._probes.get(link)
-        try:
-            msg = parse_message(data)
-            server = msg.get(SERVER_ID)
-            kind = msg.message_type
-        except DhcpParseError:
-            return
-        if probe is None or msg.op != BOOTREPLY or msg.xid != probe.xid or kind is None:
-            return
-        server_ip = format_ipv4(server) if server else source[0]
-        if server_ip == probe.our_address or kind is not MessageType.OFFER:
-            return
-        found = ForeignServer(
-            server_ip, link, "", format_ipv4(msg.yiaddr), self._clock.now(), self._clock.now()
-        )
-        if await self._store.saw_foreign_server(found):
-            log.warning("another DHCP server answers link=%s server=%s", link, server_ip)
+        await self._rogue.offer_seen(link, data, source)
 
     # Reads and operator actions
 
@@ -411,60 +357,8 @@ class DhcpService:
         snapshot = self._table.snapshot(ip)
         self._table.restore(LeaseSnapshot(ip, released))
         try:
-            await self._writes.add(_to_record(released))
+            await self._writes.add(to_record(released))
         except BaseException:
             self._table.restore(snapshot)
             raise
-        return _to_record(released)
-
-
-_U32 = struct.Struct("!I")
-
-
-def _ip(text: str) -> int:
-    # On the packet path: inet_aton is ~10x cheaper than ipaddress.IPv4Address.
-    try:
-        return int(_U32.unpack(socket.inet_aton(text))[0])
-    except OSError:
-        return 0
-
-
-def _outgoing(decision: Decision) -> Outgoing | None:
-    if decision.packet is None or decision.destination is None:
-        return None
-    dest = decision.destination
-    if dest.kind in (
-        DestinationKind.BROADCAST,
-        DestinationKind.LINK_BROADCAST_OR_UNICAST_TO_CHADDR,
-    ):
-        return Outgoing(decision.packet, "255.255.255.255", dest.port)
-    return Outgoing(decision.packet, format_ipv4(dest.ip), dest.port)
-
-
-_TO_STATE = {
-    WireState.BOUND: LeaseState.BOUND,
-    WireState.RELEASED: LeaseState.RELEASED,
-    WireState.EXPIRED: LeaseState.EXPIRED,
-    WireState.DECLINED: LeaseState.DECLINED,
-}
-
-
-def _to_record(lease: Lease) -> LeaseRecord:
-    return LeaseRecord(
-        lease.ip, lease.mac, lease.client_id, lease.subnet_id, _TO_STATE[lease.state],
-        lease.hostname, lease.expires,
-    )  # fmt: skip
-
-
-def _to_wire(record: LeaseRecord) -> Lease:
-    return Lease(
-        ip=record.ip, mac=record.mac, client_id=record.client_id, subnet_id=record.subnet,
-        state=WireState(record.state.value), expires=record.expires, hostname=record.hostname,
-        ever_bound=record.state is not LeaseState.DECLINED,
-    )  # fmt: skip
-
-
-def _arch_name(choice: BootChoice) -> str:
-    if choice.kind.value == "arm64":
-        return "arm64/generic"
-    return "amd64/generic"
+        return to_record(released)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +83,39 @@ def test_two_clients_get_different_addresses_and_keep_them(tmp_path: Path) -> No
             after = {(x["ip"], x["mac"], x["state"]) for x in leases(again, token)}
             assert after == before
             assert {ip for ip, _, _ in after} == {first.address, second.address}
+
+
+def test_the_dhcp_cli(tmp_path: Path) -> None:
+    skip_unless_lab("busybox")
+    with Lab() as lab:
+        net = lab.two_hosts(server_addr="10.231.0.1/24")
+        iface = {"name": net.server_if, "netns": net.server_ns}
+        with edgebox_dhcp(tmp_path, [iface], [SUBNET]) as daemon:
+            token = daemon.admin_token
+            assert token
+
+            def cli(*args: str) -> subprocess.CompletedProcess[str]:
+                argv = [sys.executable, "-m", "edgebox", "--url", daemon.api_url, "--token", token]
+                return subprocess.run(
+                    [*argv, *args], capture_output=True, text=True, timeout=30, check=False
+                )
+
+            with make_client("udhcpc", lab, net.client_ns, net.client_if) as client:
+                lease = client.obtain()
+            status = cli("dhcp", "status")
+            assert (
+                status.returncode == 0 and net.server_if in status.stdout and "up" in status.stdout
+            )
+            listed = json.loads(cli("--json", "dhcp", "leases", "--state", "bound").stdout)
+            assert [x["ip"] for x in listed] == [lease.address]
+            added = cli("dhcp", "subnet-add", "10.240.0.0/24", "--range", "10.240.0.10-10.240.0.20")
+            assert added.returncode == 0, added.stderr
+            overlap = cli("dhcp", "subnet-add", "10.240.0.128/25")
+            assert overlap.returncode == 1 and "overlaps" in overlap.stderr
+            readonly = cli("dhcp", "subnet-delete", "10.231.0.0/24")
+            assert readonly.returncode == 1 and "configuration file" in readonly.stderr
+            subnets = cli("dhcp", "subnets").stdout
+            assert "10.240.0.0/24" in subnets and "10.231.0.0/24" in subnets
+            assert cli("dhcp", "release", lease.address).returncode == 0
+            after = json.loads(cli("--json", "dhcp", "leases").stdout)
+            assert [(x["ip"], x["state"]) for x in after] == [(lease.address, "released")]
