@@ -102,20 +102,21 @@ def test_the_dhcp_cli(tmp_path: Path) -> None:
 
             with make_client("udhcpc", lab, net.client_ns, net.client_if) as client:
                 lease = client.obtain()
-            status = cli("dhcp", "status")
-            assert (
-                status.returncode == 0 and net.server_if in status.stdout and "up" in status.stdout
-            )
-            listed = json.loads(cli("--json", "dhcp", "leases", "--state", "bound").stdout)
-            assert [x["ip"] for x in listed] == [lease.address]
-            added = cli("dhcp", "subnet-add", "10.240.0.0/24", "--range", "10.240.0.10-10.240.0.20")
-            assert added.returncode == 0, added.stderr
-            overlap = cli("dhcp", "subnet-add", "10.240.0.128/25")
-            assert overlap.returncode == 1 and "overlaps" in overlap.stderr
-            readonly = cli("dhcp", "subnet-delete", "10.231.0.0/24")
-            assert readonly.returncode == 1 and "configuration file" in readonly.stderr
-            subnets = cli("dhcp", "subnets").stdout
-            assert "10.240.0.0/24" in subnets and "10.231.0.0/24" in subnets
-            assert cli("dhcp", "release", lease.address).returncode == 0
-            after = json.loads(cli("--json", "dhcp", "leases").stdout)
-            assert [(x["ip"], x["state"]) for x in after] == [(lease.address, "released")]
+                status = cli("dhcp", "status")
+                assert status.returncode == 0, status.stderr
+                assert net.server_if in status.stdout and "up" in status.stdout
+                listed = json.loads(cli("--json", "dhcp", "leases", "--state", "bound").stdout)
+                assert [x["ip"] for x in listed] == [lease.address]
+                added = cli(
+                    "dhcp", "subnet-add", "10.240.0.0/24", "--range", "10.240.0.10-10.240.0.20"
+                )
+                assert added.returncode == 0, added.stderr
+                overlap = cli("dhcp", "subnet-add", "10.240.0.128/25")
+                assert overlap.returncode == 1 and "overlaps" in overlap.stderr
+                readonly = cli("dhcp", "subnet-delete", "10.231.0.0/24")
+                assert readonly.returncode == 1 and "configuration file" in readonly.stderr
+                subnets = cli("dhcp", "subnets").stdout
+                assert "10.240.0.0/24" in subnets and "10.231.0.0/24" in subnets
+                assert cli("dhcp", "release", lease.address).returncode == 0
+                after = json.loads(cli("--json", "dhcp", "leases").stdout)
+                assert [(x["ip"], x["state"]) for x in after] == [(lease.address, "released")]
