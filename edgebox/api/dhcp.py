@@ -9,12 +9,11 @@ from aiohttp import web
 from edgebox.api.context import context
 from edgebox.api.errors import ApiError
 from edgebox.api.json_shapes import iso
-from edgebox.api.request_input import bad, json_object, query_int, query_list
+from edgebox.api.request_input import bad, json_object, query_enums, query_int, query_mac
 from edgebox.api.routing import Param, Route
 from edgebox.api.schemas import INT, STR, ref
 from edgebox.domain.auth import Permission
 from edgebox.domain.dhcp import LeaseRecord, LeaseState
-from edgebox.domain.identifiers import parse_mac
 from edgebox.services.dhcp_service import DhcpService, LinkStatus
 from edgebox.services.dhcp_subnets import ServedSubnet, subnet_to_json
 
@@ -118,19 +117,8 @@ async def delete_subnet(request: web.Request) -> web.Response:
 
 async def list_leases(request: web.Request) -> web.Response:
     service = _dhcp(request)
-    states = []
-    for text in query_list(request, "state"):
-        try:
-            states.append(LeaseState(text))
-        except ValueError:
-            known = ", ".join(s.value for s in LeaseState)
-            raise bad("state", f"unknown state {text!r} (known: {known})") from None
-    mac = request.query.get("mac")
-    if mac is not None:
-        try:
-            mac = parse_mac(mac)
-        except ValueError as exc:
-            raise bad("mac", str(exc)) from None
+    states = query_enums(request, "state", LeaseState)
+    mac = query_mac(request)
     limit = query_int(request, "limit", 1000, 1, 100_000)
     leases = await service.leases(request.query.get("subnet"), mac, states, limit)
     now = service.now()

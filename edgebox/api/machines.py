@@ -12,8 +12,10 @@ from edgebox.api.request_input import (
     json_object,
     opt_str,
     opt_str_list,
+    query_enums,
     query_int,
     query_list,
+    query_mac,
     req_str,
 )
 from edgebox.api.routing import Param, Route, principal
@@ -35,22 +37,14 @@ def _mac(field: str, text: str) -> str:
 
 
 def _filter(request: web.Request) -> MachineFilter:
-    statuses = []
-    for text in query_list(request, "status"):
-        try:
-            statuses.append(Status(text))
-        except ValueError:
-            known = ", ".join(s.value for s in Status)
-            raise bad("status", f"unknown status {text!r} (known: {known})") from None
-    mac = request.query.get("mac")
     return MachineFilter(
-        status=tuple(statuses),
+        status=tuple(query_enums(request, "status", Status)),
         pool=request.query.get("pool"),
         zone=request.query.get("zone"),
         tags=tuple(query_list(request, "tag")),
         not_tags=tuple(query_list(request, "not_tag")),
         hostname=request.query.get("hostname"),
-        mac=_mac("mac", mac) if mac is not None else None,
+        mac=query_mac(request),
         owner=request.query.get("owner"),
     )
 

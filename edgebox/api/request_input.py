@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Collection
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from edgebox.api.errors import ApiError
+from edgebox.domain.identifiers import parse_mac
+
+E = TypeVar("E", bound=enum.Enum)
 
 
 def bad(field: str, message: str) -> ApiError:
@@ -77,6 +81,28 @@ def query_list(request: web.Request, name: str) -> list[str]:
     for item in request.query.getall(name, []):
         values.extend(part.strip() for part in item.split(",") if part.strip())
     return values
+
+
+def query_enums(request: web.Request, name: str, kind: type[E]) -> list[E]:
+    """A repeatable parameter whose values must be members of the string enum `kind`."""
+    values = []
+    for text in query_list(request, name):
+        try:
+            values.append(kind(text))
+        except ValueError:
+            known = ", ".join(str(member.value) for member in kind)
+            raise bad(name, f"unknown {name} {text!r} (known: {known})") from None
+    return values
+
+
+def query_mac(request: web.Request, name: str = "mac") -> str | None:
+    text = request.query.get(name)
+    if text is None:
+        return None
+    try:
+        return parse_mac(text)
+    except ValueError as exc:
+        raise bad(name, str(exc)) from None
 
 
 def _kind(value: object) -> str:
