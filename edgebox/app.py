@@ -32,14 +32,18 @@ from edgebox.domain.settings import ConfigError, ListenSettings, Settings
 from edgebox.net.dhcp_listener import DhcpListener
 from edgebox.net.machine_http import build_machine_app
 from edgebox.services.auth_service import AuthService
+from edgebox.services.boot_resources import BootResourceError, BootResources
+from edgebox.services.boot_service import BootService
 from edgebox.services.clock import Clock, SystemClock
 from edgebox.services.dhcp_service import DhcpService
 from edgebox.services.dhcp_subnets import SubnetRegistry
 from edgebox.services.event_bus import EventBus
 from edgebox.services.event_service import EventService
 from edgebox.services.lease_writes import LeaseWriteBatcher
+from edgebox.services.loaders import check_loaders
 from edgebox.services.machine_service import MachineService
 from edgebox.storage.auth_store import AuthStore
+from edgebox.storage.boot_store import BootStore
 from edgebox.storage.database import Database, DatabaseInUse
 from edgebox.storage.dhcp_store import DhcpStore
 from edgebox.storage.event_store import EventStore
@@ -75,6 +79,7 @@ class Edgebox:
         self.db = db
         self.clock = clock
         self.bus = EventBus()
+        self.boot: BootService | None = None
         db.on_commit(self.bus.publish)
 
     @classmethod
@@ -105,7 +110,24 @@ class Edgebox:
             dhcp=await self._dhcp(machines, events),
         )
         token = await auth.bootstrap_admin() if self.settings.auth.bootstrap_admin else None
+        self.boot = self._boot(events)
+        if ctx.dhcp is not None:
+            self.boot.mac_for_ip = ctx.dhcp.mac_for_ip
         return ctx, token
+
+    def _boot(self, events: EventService) -> BootService:
+        loaders = check_loaders(self.settings.loaders_dir)
+        serving = bool(self.settings.dhcp.interfaces)
+        for message in loaders.messages:
+            log.log(logging.WARNING if serving else logging.INFO, "%s", message)
+        return BootService(
+            self.settings.boot,
+            store=BootStore(self.db),
+            events=events,
+            clock=self.clock,
+            resources=BootResources(self.settings.resources_dir),
+            loaders=loaders,
+        )
 
     async def _dhcp(self, machines: MachineService, events: EventService) -> DhcpService | None:
         dhcp = self.settings.dhcp
@@ -160,7 +182,7 @@ class Edgebox:
     @contextlib.asynccontextmanager
     async def _listeners(self, ctx: ApiContext) -> AsyncIterator[Listening]:
         api = web.AppRunner(build_api_app(ctx), shutdown_timeout=5.0)
-        machine = web.AppRunner(build_machine_app(), shutdown_timeout=5.0)
+        machine = web.AppRunner(build_machine_app(self.boot, ctx.machines), shutdown_timeout=5.0)
         await api.setup()
         await machine.setup()
         try:
@@ -244,4 +266,37 @@ def main_serve(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
     log.info("edgebox stopped")
+    return 0
+
+
+def main_boot_resources(argv: Sequence[str]) -> int:
+    """`edgebox boot-resources import DIR | show`: local, no daemon needed (files only)."""
+    parser = argparse.ArgumentParser(
+        prog="edgebox boot-resources", description="Manage the ephemeral environment's files."
+    )
+    parser.add_argument("--config", type=Path, help="YAML configuration file")
+    commands = parser.add_subparsers(dest="command", required=True)
+    imported = commands.add_parser("import", help="import a build (packaging/ephemeral/build)")
+    imported.add_argument("directory", type=Path)
+    commands.add_parser("show", help="show the current kernel and initrd")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"edgebox: configuration error: {exc}", file=sys.stderr)
+        return 1
+    store = BootResources(settings.resources_dir)
+    if args.command == "import":
+        try:
+            resource = store.import_dir(args.directory)
+        except (BootResourceError, OSError) as exc:
+            print(f"edgebox: cannot import: {exc}", file=sys.stderr)
+            return 1
+        print(f"imported {resource.digest} (kernel {resource.kernel_version}) into {store.root}")
+        return 0
+    current = store.current()
+    if current is None:
+        print(f"no boot resources in {store.root}; run: edgebox boot-resources import DIR")
+        return 1
+    print(f"current: {current.digest} (kernel {current.kernel_version}) at {current.path}")
     return 0

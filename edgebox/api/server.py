@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edgebox.api import dhcp, events, machines, system, tokens
+from edgebox.api import boot, dhcp, events, machines, system, tokens
 from edgebox.api.context import CONTEXT, ApiContext
 from edgebox.api.errors import error_middleware
 from edgebox.api.openapi import build_openapi
@@ -16,6 +16,7 @@ ROUTES: list[Route] = [
     *events.ROUTES,
     *tokens.ROUTES,
     *dhcp.ROUTES,
+    *boot.ROUTES,
 ]
 MAX_BODY = 1024 * 1024
 

@@ -131,6 +131,19 @@ class DhcpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BootSettings:
+    # Where the network-boot loaders are (undionly.kpxe, snponly.efi, ipxe.efi and their
+    # SHA256SUMS, from scripts/fetch-loaders). Empty: <data_dir>/firmware-images.
+    loaders_dir: str = ""
+    # Where imported kernels and initrds live. Empty: <data_dir>/boot-resources.
+    resources_dir: str = ""
+    # How long the token in an ephemeral environment's kernel command line is valid, in s.
+    token_ttl: int = field(default=7200, metadata={"min": 60, "max": 7 * 86400})
+    # Appended to the ephemeral environment's kernel command line (e.g. console=ttyS1,115200).
+    kernel_params: str = "console=tty0 console=ttyS0,115200"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: str = ""
     site: SiteSettings = SiteSettings()
@@ -140,10 +153,19 @@ class Settings:
     log: LogSettings = LogSettings()
     auth: AuthSettings = AuthSettings()
     dhcp: DhcpSettings = DhcpSettings()
+    boot: BootSettings = BootSettings()
 
     @property
     def database_path(self) -> Path:
         return Path(self.data_dir) / "edgebox.db"
+
+    @property
+    def loaders_dir(self) -> Path:
+        return Path(self.boot.loaders_dir or Path(self.data_dir) / "firmware-images")
+
+    @property
+    def resources_dir(self) -> Path:
+        return Path(self.boot.resources_dir or Path(self.data_dir) / "boot-resources")
 
 
 def default_data_dir(env: Mapping[str, str], is_root: bool, home: Path) -> str:

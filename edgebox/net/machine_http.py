@@ -1,21 +1,141 @@
 """The machine-facing HTTP server (port 5248): what booting machines and their agents reach.
 
-Boot scripts, kernels, images and the agent API arrive with the network-boot work; for now
-it answers a health check so that an installer or a load balancer can tell it is up.
+- `GET /boot/ipxe?mac=…`: the iPXE script for that machine, rendered from its state now.
+- `GET /boot-resources/<digest>/vmlinuz|initrd.gz` and `GET /loaders/<name>`: files, with
+  Range support (aiohttp's FileResponse, sendfile underneath).
+- `POST /machine/v1/enlist|heartbeat|status`: the agent's API, authenticated by the per-boot
+  token from the kernel command line.
+- `GET /health`.
+Every boot step is an event on the MAC's boot timeline.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from typing import Any
+
 from aiohttp import web
 
 from edgebox import __version__
+from edgebox.domain.identifiers import parse_mac
+from edgebox.domain.models import MachineFilter
+from edgebox.services.boot_service import AgentAuthError, AgentInputError, BootService
+from edgebox.services.machine_service import MachineService
+
+log = logging.getLogger(__name__)
+
+BOOT = web.AppKey("edgebox_boot", BootService)
+MACHINES = web.AppKey("edgebox_machines", MachineService)
+KERNEL_FILES = {"vmlinuz": "kernel", "initrd.gz": "initrd"}
 
 
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "version": __version__})
 
 
-def build_machine_app() -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+def _boot(request: web.Request) -> BootService:
+    boot = request.app.get(BOOT)
+    if boot is None:
+        raise web.HTTPNotFound(text="network boot is not configured on this edgebox\n")
+    return boot
+
+
+async def ipxe_script(request: web.Request) -> web.Response:
+    boot = _boot(request)
+    try:
+        mac = parse_mac(request.query.get("mac", ""))
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"#!ipxe\necho edgebox: bad ?mac=: {exc}\nexit 1\n") from None
+    page = await request.app[MACHINES].query(MachineFilter(mac=mac), 1)
+    machine = page.items[0] if page.items else None
+    base = f"{request.scheme}://{request.host}"
+    script = await boot.script(mac, base, machine)
+    return web.Response(text=script, content_type="text/plain")
+
+
+async def boot_resource(request: web.Request) -> web.StreamResponse:
+    boot = _boot(request)
+    resource = boot.resources.get(request.match_info["digest"])
+    name = request.match_info["name"]
+    path = resource.file(name) if resource else None
+    if path is None or not path.is_file():
+        raise web.HTTPNotFound(text="no such boot resource\n")
+    await _fetched(request, boot, KERNEL_FILES[name], name)
+    return web.FileResponse(path)
+
+
+async def loader(request: web.Request) -> web.StreamResponse:
+    boot = _boot(request)
+    path = boot.loader_path(request.match_info["name"])
+    if path is None:
+        raise web.HTTPNotFound(text="no such loader (see the edgebox log for missing loaders)\n")
+    await _fetched(request, boot, "loader", path.name)
+    return web.FileResponse(path)
+
+
+async def _fetched(request: web.Request, boot: BootService, step: str, detail: str) -> None:
+    if request.http_range.start not in (None, 0):
+        return  # a resumed download is the same step
+    mac = request.query.get("mac")
+    try:
+        mac = parse_mac(mac) if mac else None
+    except ValueError:
+        mac = None
+    await boot.fetched(step, mac, request.remote or "", detail)
+
+
+async def _agent_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise _agent_error(400, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _agent_error(400, "the body must be a JSON object")
+    return body
+
+
+def _agent_error(status: int, message: str) -> web.HTTPException:
+    body = json.dumps({"error": "unauthorized" if status in (401, 403) else "bad_request",
+                       "message": message})  # fmt: skip
+    kind = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden}[status]
+    return kind(text=body, content_type="application/json")
+
+
+async def agent_call(request: web.Request) -> web.Response:
+    boot = _boot(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    try:
+        call = await boot.authenticate(token.strip() if scheme.lower() == "bearer" else None)
+        body = await _agent_body(request)
+        handler = {
+            "enlist": boot.enlist,
+            "heartbeat": boot.heartbeat,
+            "status": boot.agent_status,
+        }[request.match_info["call"]]
+        answer = await handler(call, body)
+    except AgentAuthError as exc:
+        log.warning("agent refused remote=%s reason=%s", request.remote, exc)
+        raise _agent_error(403 if "not " in str(exc) else 401, str(exc)) from None
+    except AgentInputError as exc:
+        raise _agent_error(400, str(exc)) from None
+    return web.json_response(answer)
+
+
+def build_machine_app(
+    boot: BootService | None = None, machines: MachineService | None = None
+) -> web.Application:
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    if boot is not None and machines is not None:
+        app[BOOT] = boot
+        app[MACHINES] = machines
     app.router.add_get("/health", health)
+    app.router.add_get("/boot/ipxe", ipxe_script)
+    app.router.add_get(
+        "/boot-resources/{digest:[0-9a-f]{64}}/{name:vmlinuz|initrd.gz}", boot_resource
+    )
+    app.router.add_get("/loaders/{name:[A-Za-z0-9._-]+}", loader)
+    app.router.add_post("/machine/v1/{call:enlist|heartbeat|status}", agent_call)
     return app

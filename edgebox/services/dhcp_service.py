@@ -334,6 +334,11 @@ class DhcpService:
             1 for lease in self._table if lease.state is WireState.BOUND and lease.active(now)
         )
 
+    def mac_for_ip(self, ip: str) -> str | None:
+        """The MAC holding `ip` now (boot steps that arrive by IP: TFTP, HTTP loaders)."""
+        lease = self._table.get(ip_from_text(ip))
+        return lease.mac if lease is not None and lease.active(self._clock.now()) else None
+
     def now(self) -> float:
         return self._clock.now()
 

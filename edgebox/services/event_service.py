@@ -18,6 +18,9 @@ class EventService:
     async def append(self, event: NewEvent) -> Event:
         return await self._store.append(event)
 
+    async def boot_events(self, mac: str, limit: int = 200) -> list[Event]:
+        return await self._store.of_mac("boot.", mac, limit)
+
     async def last_seq(self) -> int:
         return await self._store.last_seq()
 

@@ -27,6 +27,16 @@ class EventStore:
             )
         return [event_from_row(r) for r in rows]
 
+    async def of_mac(self, prefix: str, mac: str, limit: int) -> list[Event]:
+        """The newest `limit` events whose type starts with `prefix` and whose data names
+        `mac`, oldest first (the boot timeline)."""
+        rows = await self._db.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE type >= ? AND type < ? "
+            "AND json_extract(data, '$.mac') = ? ORDER BY seq DESC LIMIT ?",
+            (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1), mac, limit),
+        )
+        return [event_from_row(r) for r in reversed(rows)]
+
     async def last_seq(self) -> int:
         row = await self._db.fetchone("SELECT coalesce(max(seq), 0) FROM events")
         return int(row[0]) if row else 0

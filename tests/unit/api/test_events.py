@@ -6,6 +6,8 @@ import asyncio
 
 from aiohttp import WSMsgType
 
+from edgebox.domain.models import NewEvent
+
 from tests.unit.api.conftest import Api
 
 MAC = "52:54:00:12:34:56"
@@ -96,3 +98,18 @@ async def test_stream_ends_cleanly_at_shutdown(api: Api) -> None:
         api.ctx.events.end_streams()
         msg = await asyncio.wait_for(ws.receive(), 5)
         assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+
+
+async def test_boot_timeline_needs_a_mac_and_lists_steps(api: Api) -> None:
+    resp = await api.client.get("/api/v1/boot/timeline", headers=api.viewer)
+    assert resp.status == 400 and (await resp.json())["field"] == "mac"
+    for step in ("dhcp", "script", "kernel"):
+        await api.ctx.events.append(
+            NewEvent(f"boot.{step}", step, data={"mac": MAC, "step": step, "detail": step})
+        )
+    await api.ctx.events.append(NewEvent("boot.dhcp", "other", data={"mac": "52:54:00:99:99:99"}))
+    body = await (
+        await api.client.get(f"/api/v1/boot/timeline?mac={MAC}", headers=api.viewer)
+    ).json()
+    assert [s["step"] for s in body["steps"]] == ["dhcp", "script", "kernel"]
+    assert body["steps"][0]["seconds"] == 0.0

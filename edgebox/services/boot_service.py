@@ -1,0 +1,225 @@
+"""Network boot after DHCP: the iPXE script per machine, the agent's API, the boot timeline.
+
+The script is rendered from the machine's state at request time, so a machine that changed
+status since its last boot gets what it needs now: an unknown MAC enlists, New/Commissioning/
+Testing/Disk erasing/Rescue/Deploying boot the ephemeral environment with that purpose, a
+Deployed machine falls through to its disk (`exit 1`: with `exit 0` OVMF stops walking the
+boot order and opens its setup menu), anything else powers off through the environment.
+
+Each script carries a fresh token in the kernel command line. It speaks for the booting NIC's
+MAC only and expires; the agent cannot act for any other machine with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgebox.domain.enlistment import InventoryError, identity_of
+from edgebox.domain.identifiers import hostname_for, new_system_id
+from edgebox.domain.lifecycle import Status
+from edgebox.domain.models import Machine, NewEvent, NewMachine
+from edgebox.domain.settings import BootSettings
+from edgebox.services.boot_resources import BootResources
+from edgebox.services.clock import Clock
+from edgebox.services.event_service import EventService
+from edgebox.services.loaders import LoaderCheck
+from edgebox.storage.boot_store import BootStore, BootToken
+
+log = logging.getLogger(__name__)
+
+PURPOSE_OF: Mapping[Status, str] = {
+    Status.NEW: "enlist",
+    Status.COMMISSIONING: "commission",
+    Status.TESTING: "test",
+    Status.DEPLOYING: "deploy",
+    Status.DISK_ERASING: "erase",
+    Status.RESCUE_MODE: "rescue",
+}
+LOCAL_BOOT = frozenset({Status.DEPLOYED})
+POWER_OFF_AFTER = frozenset({"enlist", "poweroff"})
+TIMELINE_STEPS = ("dhcp", "loader", "script", "kernel", "initrd", "agent")
+
+
+class AgentAuthError(Exception):
+    """The agent's token is missing, unknown, expired, or not for this machine."""
+
+
+class AgentInputError(ValueError):
+    """The agent sent something unusable; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCall:
+    token: BootToken
+    system_id: str | None
+
+
+class BootService:
+    def __init__(
+        self,
+        settings: BootSettings,
+        *,
+        store: BootStore,
+        events: EventService,
+        clock: Clock,
+        resources: BootResources,
+        loaders: LoaderCheck,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._events = events
+        self._clock = clock
+        self.resources = resources
+        self.loaders = loaders
+        self.mac_for_ip: Callable[[str], str | None] = lambda ip: None
+
+    # The iPXE script
+
+    async def script(self, mac: str, base_url: str, machine: Machine | None) -> str:
+        status = machine.status if machine is not None else None
+        name = machine.hostname if machine is not None else mac
+        if status in LOCAL_BOOT:
+            await self._step(mac, "script", "local disk", machine)
+            return _local_boot_script(name)
+        purpose = PURPOSE_OF.get(status, "poweroff") if status is not None else "enlist"
+        resource = self.resources.current()
+        if resource is None:
+            await self._events.append(
+                NewEvent("boot.error", f"{mac}: no ephemeral environment imported; "
+                         "run: edgebox boot-resources import DIR", data={"mac": mac})
+            )  # fmt: skip
+            return _failure_script("no ephemeral environment imported on this edgebox")
+        token = "ebb_" + secrets.token_urlsafe(24)
+        await self._store.issue_token(
+            _hash(token), mac, machine.id if machine else None, purpose, self._settings.token_ttl
+        )
+        await self._step(mac, "script", purpose, machine)
+        files = f"{base_url}/boot-resources/{resource.digest}"
+        params = " ".join(
+            [
+                self._settings.kernel_params,
+                f"edgebox.url={base_url}",
+                f"edgebox.token={token}",
+                f"edgebox.purpose={purpose}",
+                f"edgebox.mac={mac}",
+                f"BOOTIF=01-{mac.replace(':', '-')}",
+            ]
+        )
+        return (
+            "#!ipxe\n"
+            f"echo edgebox: {name} ({status.value if status else 'unknown'}): {purpose}\n"
+            f"kernel {files}/vmlinuz?mac={mac} initrd=initrd.gz {params}\n"
+            f"initrd --name initrd.gz {files}/initrd.gz?mac={mac}\n"
+            "boot\n"
+        )
+
+    # The agent's API
+
+    async def authenticate(self, token: str | None) -> AgentCall:
+        if not token:
+            raise AgentAuthError("the agent API needs 'Authorization: Bearer <boot token>'")
+        found = await self._store.token(_hash(token))
+        if found is None:
+            raise AgentAuthError("unknown boot token (superseded by a newer boot, or forged)")
+        if found.expires_at <= self._clock.now():
+            raise AgentAuthError("the boot token has expired; boot the machine again")
+        return AgentCall(found, await self._store.machine_by_mac(found.mac))
+
+    async def enlist(self, call: AgentCall, body: Mapping[str, Any]) -> dict[str, Any]:
+        boot_mac = str(body.get("boot_mac") or call.token.mac).lower()
+        if boot_mac != call.token.mac:
+            raise AgentAuthError(f"this boot token is for {call.token.mac}, not {boot_mac}")
+        inventory = body.get("inventory")
+        if not isinstance(inventory, dict):
+            raise AgentInputError("inventory: expected an object")
+        try:
+            identity = identity_of(boot_mac, inventory)
+        except InventoryError as exc:
+            raise AgentInputError(str(exc)) from None
+
+        def new_machine() -> NewMachine:
+            system_id = new_system_id()
+            return NewMachine(
+                system_id, hostname_for(system_id), interfaces=(), arch="amd64/generic"
+            )
+
+        def events(machine: Machine, created: bool, matched_by: str) -> list[NewEvent]:
+            how = "enlisted (new)" if created else f"re-enlisted (matched by {matched_by})"
+            return [
+                NewEvent(
+                    "machine.created" if created else "machine.enlisted",
+                    f"machine {machine.hostname} {how} from {boot_mac}",
+                    machine=machine.system_id,
+                    data={
+                        "mac": boot_mac,
+                        "enlisted": True,
+                        "matched_by": matched_by,
+                        "user": "agent",
+                        "macs": list(identity.macs),
+                    },
+                )
+            ]
+
+        enlisted = await self._store.enlist(identity, inventory, new_machine, events)
+        await self._step(boot_mac, "agent", "enlisted", enlisted.machine)
+        return {"system_id": enlisted.machine.system_id, "status": enlisted.machine.status.value}
+
+    async def heartbeat(self, call: AgentCall, body: Mapping[str, Any]) -> dict[str, Any]:
+        action = "poweroff" if call.token.purpose in POWER_OFF_AFTER else "continue"
+        return {"action": action}
+
+    async def agent_status(self, call: AgentCall, body: Mapping[str, Any]) -> dict[str, Any]:
+        event = str(body.get("event") or "")
+        if not event or len(event) > 64:
+            raise AgentInputError("event: expected a short name such as 'poweroff'")
+        await self._events.append(
+            NewEvent(
+                "boot.agent",
+                f"{call.token.mac}: agent reports {event}",
+                machine=call.system_id,
+                data={"mac": call.token.mac, "step": "agent", "detail": event},
+            )
+        )
+        return {"ok": True}
+
+    # Files and the timeline
+
+    def loader_path(self, name: str) -> Path | None:
+        if name not in self.loaders.good:
+            return None
+        return self.loaders.directory / name
+
+    async def fetched(self, step: str, mac: str | None, client_ip: str, detail: str) -> None:
+        mac = mac or self.mac_for_ip(client_ip)
+        if mac is not None:
+            await self._step(mac, step, detail, None)
+
+    async def _step(self, mac: str, step: str, detail: str, machine: Machine | None) -> None:
+        await self._events.append(
+            NewEvent(
+                f"boot.{step}",
+                f"{mac}: {step} {detail}",
+                machine=machine.system_id if machine else None,
+                data={"mac": mac, "step": step, "detail": detail},
+            )
+        )
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _local_boot_script(name: str) -> str:
+    # exit 1, not exit 0: OVMF treats 0 as "boot option done" and opens its setup menu
+    # instead of trying the next boot option (the disk).
+    return f"#!ipxe\necho edgebox: {name} is deployed: booting from its local disk\nexit 1\n"
+
+
+def _failure_script(reason: str) -> str:
+    return f"#!ipxe\necho edgebox: cannot boot: {reason}\nsleep 10\nexit 1\n"
