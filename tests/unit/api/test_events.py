@@ -7,7 +7,6 @@ import asyncio
 from aiohttp import WSMsgType
 
 from edgebox.domain.models import NewEvent
-
 from tests.unit.api.conftest import Api
 
 MAC = "52:54:00:12:34:56"
