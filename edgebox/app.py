@@ -31,6 +31,7 @@ from edgebox.bootstrap.logs import setup_logging
 from edgebox.domain.settings import ConfigError, ListenSettings, Settings
 from edgebox.net.dhcp_listener import DhcpListener
 from edgebox.net.machine_http import build_machine_app
+from edgebox.net.netns import run_in_netns
 from edgebox.services.auth_service import AuthService
 from edgebox.services.boot_resources import BootResourceError, BootResources
 from edgebox.services.boot_service import BootService
@@ -197,8 +198,14 @@ class Edgebox:
 
 
 async def _listen(runner: web.AppRunner, where: ListenSettings, key: str, what: str) -> str:
-    site = web.TCPSite(runner, where.host, where.port, reuse_address=True)
     try:
+        if where.netns:
+            sock = await asyncio.to_thread(
+                run_in_netns, where.netns, lambda: _bound_socket(where.host, where.port)
+            )
+            site: web.BaseSite = web.SockSite(runner, sock)
+        else:
+            site = web.TCPSite(runner, where.host, where.port, reuse_address=True)
         await site.start()
     except OSError as exc:
         reason = (
@@ -212,6 +219,18 @@ async def _listen(runner: web.AppRunner, where: ListenSettings, key: str, what: 
         ) from None
     host, port = runner.addresses[-1][:2]
     return f"http://{host}:{port}"
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def serve(settings: Settings, clock: Clock | None = None) -> None:

@@ -40,6 +40,9 @@ def _port(default: int) -> Any:
 class ListenSettings:
     host: str = "127.0.0.1"
     port: int = _port(5240)
+    # Listen inside this network namespace (the virtual lab: machines on the lab's bridge
+    # reach the boot server there while the API stays on the host). Empty: here.
+    netns: str = ""
 
 
 @dataclass(frozen=True, slots=True)
