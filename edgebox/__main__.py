@@ -15,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
         from edgebox.app import main_serve  # noqa: PLC0415 (see the module docstring)
 
         return main_serve(args[1:])
+    if args[:1] == ["lab"]:
+        from edgebox.lab import main as lab_main  # noqa: PLC0415
+
+        return lab_main(args[1:])
     if args[:1] == ["boot-resources"]:  # local files, like serve: no API, no CLI toolkit
         from edgebox.app import main_boot_resources  # noqa: PLC0415
 

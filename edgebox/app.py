@@ -233,12 +233,17 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(settings: Settings, clock: Clock | None = None) -> None:
+async def serve(
+    settings: Settings, clock: Clock | None = None, then: ReadyCallback | None = None
+) -> None:
+    """Run until SIGTERM/SIGINT; `then` is called once everything listens (the lab's VMs)."""
     box = await Edgebox.open(settings, clock or SystemClock())
 
     def on_ready(listening: Listening, token: str | None) -> None:
         if token is not None:
             _announce_admin_token(token, listening.api_url)
+        if then is not None:
+            then(listening, token)
 
     try:
         stop = asyncio.Event()
