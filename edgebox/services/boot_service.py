@@ -90,6 +90,7 @@ class BootService:
         purpose = PURPOSE_OF.get(status, "poweroff") if status is not None else "enlist"
         resource = self.resources.current()
         if resource is None:
+            await self._step(mac, "script", "failed: no ephemeral environment", machine)
             await self._events.append(
                 NewEvent("boot.error", f"{mac}: no ephemeral environment imported; "
                          "run: edgebox boot-resources import DIR", data={"mac": mac})
