@@ -1,0 +1,187 @@
+"""The ephemeral environment in a lab: its build, a stand-in machine API, DHCP, and a VM.
+
+The VM boots the built kernel and initramfs directly (`-kernel`/`-initrd`/`-append`: no
+firmware PXE needed to test what runs after it), on a tap in the lab's client bridge; dnsmasq
+in the server namespace gives it an address and `ephemeral_api.py` there plays the machine API.
+TCG only (LAB.md: KVM here is nested PVM and hangs stock kernels).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.lab import Lab, TwoHosts
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "packaging" / "ephemeral" / "build"
+API_SCRIPT = Path(__file__).with_name("ephemeral_api.py")
+DHCP_RANGE = ("10.231.0.100", "10.231.0.150")
+MARKER = re.compile(r"EDGEBOX: (.*)")
+
+
+@dataclass(frozen=True)
+class Ephemeral:
+    """A finished build: its directory and manifest."""
+
+    directory: Path
+    manifest: dict[str, Any]
+
+    @property
+    def kernel(self) -> Path:
+        return self.directory / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.directory / "initrd.gz"
+
+
+def build_ephemeral(timeout: float = 900) -> Ephemeral:
+    """Run packaging/ephemeral/build (a cache hit takes seconds) and load its manifest."""
+    out = subprocess.run(
+        [sys.executable, str(BUILD)], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"ephemeral build failed ({out.returncode}):\n{out.stderr}")
+    directory = Path(out.stdout.strip().splitlines()[-1])
+    return Ephemeral(directory, json.loads((directory / "manifest.json").read_text()))
+
+
+@dataclass
+class MachineApi:
+    """The stand-in machine API running in the lab, and the requests it recorded."""
+
+    url: str
+    proc: subprocess.Popen[str]
+    record: Path
+
+    def requests(self) -> list[dict[str, Any]]:
+        if not self.record.exists():
+            return []
+        return [json.loads(line) for line in self.record.read_text().splitlines()]
+
+
+def api_argv(host: str, port: int, token: str, actions: list[str], record: Path) -> list[str]:
+    return [
+        sys.executable, str(API_SCRIPT), "--host", host, "--port", str(port),
+        "--token", token, "--record", str(record), "--actions", ",".join(actions),
+    ]  # fmt: skip
+
+
+def api_started(proc: subprocess.Popen[str], host: str, record: Path) -> MachineApi:
+    """Wait for the stand-in's "listening PORT" line."""
+    assert proc.stdout is not None
+    words = proc.stdout.readline().split()
+    if len(words) != 2 or words[0] != "listening":
+        raise RuntimeError(f"the stand-in API did not start: {proc.poll()=}")
+    return MachineApi(f"http://{host}:{words[1]}", proc, record)
+
+
+def start_api(
+    lab: Lab, net: TwoHosts, port: int, token: str, actions: list[str], name: str
+) -> MachineApi:
+    """The stand-in API in the lab's server namespace."""
+    record = lab.tmpdir / f"{name}-api.jsonl"
+    argv = api_argv(net.server_ip, port, token, actions, record)
+    log = (lab.tmpdir / f"{name}-api.log").open("w")
+    try:
+        proc = lab.run(net.server_ns, argv, stdout=subprocess.PIPE, stderr=log, text=True)
+    finally:
+        log.close()
+    return api_started(proc, net.server_ip, record)
+
+
+def start_dnsmasq(lab: Lab, net: TwoHosts) -> Path:
+    """DHCP for the VMs on the lab's link; returns dnsmasq's log file."""
+    workdir = lab.tmpdir / "dnsmasq"
+    workdir.mkdir(exist_ok=True)
+    log = workdir / "dnsmasq.log"
+    argv = [
+        "dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--port=0",
+        f"--interface={net.server_if}", "--bind-interfaces",
+        f"--dhcp-range={DHCP_RANGE[0]},{DHCP_RANGE[1]},255.255.255.0,10m",
+        f"--dhcp-option=option:router,{net.server_ip}",
+        f"--dhcp-leasefile={workdir / 'leases'}", "--no-ping", "--log-dhcp",
+        f"--log-facility={log}", f"--pid-file={workdir / 'dnsmasq.pid'}",
+    ]  # fmt: skip
+    proc = lab.run(net.server_ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 5
+    while "sockets bound" not in (log.read_text() if log.exists() else ""):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"dnsmasq did not start: {log.read_text() if log.exists() else ''}")
+        time.sleep(0.05)
+    return log
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """What the test VM looks like, so the test can compare the inventory with it."""
+
+    name: str
+    mac: str
+    nic: str = "virtio-net-pci"  # or e1000
+    memory_mib: int = 512
+    cpus: int = 2
+    disk_bytes: int = 2 << 30
+    disk_serial: str = "EBDISK0001"
+    vendor: str = "EdgeboxLab"
+    product: str = "EphemeralTest"
+    serial: str = "EB-SERIAL-0001"
+    uuid: str = "6e0c5d8a-3f7b-4c1e-9a2d-0b1c2d3e4f50"
+
+
+@dataclass
+class Vm:
+    spec: VmSpec
+    proc: subprocess.Popen[Any]
+    console: Path
+
+    def output(self) -> str:
+        return self.console.read_text(errors="replace") if self.console.exists() else ""
+
+    def markers(self) -> list[str]:
+        """The "EDGEBOX: ..." marker lines of the console, in order, without the prefix."""
+        return [m.group(1).strip() for m in map(MARKER.search, self.output().splitlines()) if m]
+
+
+def boot_vm(
+    lab: Lab, net: TwoHosts, spec: VmSpec, ephemeral: Ephemeral, append: str, logdir: Path
+) -> Vm:
+    """Start QEMU in the client namespace; the lab kills it at teardown. Its serial console
+    and QEMU's own messages go to `logdir` (which outlives the lab, for a failing test)."""
+    assert net.bridge is not None
+    tap = f"tap-{spec.name}"[:15]
+    lab.tap(net.client_ns, tap, bridge=net.bridge)
+    disk = lab.tmpdir / f"{spec.name}.img"
+    with disk.open("wb") as f:
+        os.truncate(f.fileno(), spec.disk_bytes)  # sparse: costs no space
+    console = logdir / f"{spec.name}.console"
+    smbios = (
+        f"type=1,manufacturer={spec.vendor},product={spec.product},serial={spec.serial},"
+        f"uuid={spec.uuid}"
+    )
+    argv = [
+        "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "max",
+        "-m", str(spec.memory_mib), "-smp", f"{spec.cpus},sockets=1,cores={spec.cpus},threads=1",
+        "-nographic", "-monitor", "none", "-serial", f"file:{console}", "-no-reboot",
+        "-kernel", str(ephemeral.kernel), "-initrd", str(ephemeral.initrd), "-append", append,
+        "-smbios", smbios,
+        "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+        # romfile=: no iPXE ROM, the kernel is already loaded.
+        "-device", f"{spec.nic},netdev=n0,mac={spec.mac},romfile=",
+        "-drive", f"file={disk},if=none,id=d0,format=raw",
+        "-device", f"virtio-blk-pci,drive=d0,serial={spec.disk_serial}",
+    ]  # fmt: skip
+    log = (logdir / f"{spec.name}.qemu.log").open("w")
+    try:
+        proc = lab.run(net.client_ns, argv, stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()
+    return Vm(spec, proc, console)
