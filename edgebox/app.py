@@ -32,6 +32,7 @@ from edgebox.domain.settings import ConfigError, ListenSettings, Settings
 from edgebox.net.dhcp_listener import DhcpListener
 from edgebox.net.machine_http import build_machine_app
 from edgebox.net.netns import run_in_netns
+from edgebox.net.tftp_listener import TftpListener
 from edgebox.services.auth_service import AuthService
 from edgebox.services.boot_resources import BootResourceError, BootResources
 from edgebox.services.boot_service import BootService
@@ -43,6 +44,7 @@ from edgebox.services.event_service import EventService
 from edgebox.services.lease_writes import LeaseWriteBatcher
 from edgebox.services.loaders import check_loaders
 from edgebox.services.machine_service import MachineService
+from edgebox.services.tftp_files import TftpFiles
 from edgebox.storage.auth_store import AuthStore
 from edgebox.storage.boot_store import BootStore
 from edgebox.storage.database import Database, DatabaseInUse
@@ -116,6 +118,17 @@ class Edgebox:
             self.boot.mac_for_ip = ctx.dhcp.mac_for_ip
         return ctx, token
 
+    def _tftp(self) -> TftpListener | None:
+        tftp = self.settings.tftp
+        if not tftp.interfaces:
+            return None  # TFTP stays off until an interface is named
+        roots = [Path(root) for root in tftp.roots] or [self.settings.loaders_dir]
+        files = TftpFiles(roots, self.clock)
+        if self.boot is not None:
+            for name in (*self.boot.loaders.altered, *self.boot.loaders.missing):
+                files.withhold(name, "missing from or not matching SHA256SUMS")
+        return TftpListener.from_settings(tftp, files)
+
     def _boot(self, events: EventService) -> BootService:
         loaders = check_loaders(self.settings.loaders_dir)
         serving = bool(self.settings.dhcp.interfaces)
@@ -160,6 +173,9 @@ class Edgebox:
                         services.append(
                             group.create_task(DhcpListener(ctx.dhcp).run(), name="dhcp")
                         )
+                    tftp = self._tftp()
+                    if tftp is not None:
+                        services.append(group.create_task(tftp.run(), name="tftp"))
                     log.info(
                         "edgebox ready version=%s site_id=%s api=%s machine_http=%s db=%s",
                         __version__,

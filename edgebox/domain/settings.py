@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from edgebox.domain.tftp_settings import TftpSettings, check_tftp_settings
+
 T = TypeVar("T")
 DhcpMode = Literal["server", "proxy"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -157,6 +159,7 @@ class Settings:
     auth: AuthSettings = AuthSettings()
     dhcp: DhcpSettings = DhcpSettings()
     boot: BootSettings = BootSettings()
+    tftp: TftpSettings = field(default_factory=TftpSettings)
 
     @property
     def database_path(self) -> Path:
@@ -194,6 +197,7 @@ def parse_settings(data: object, source: str, default_dir: str) -> Settings:
     from edgebox.domain.dhcp_settings_check import check_dhcp_settings  # noqa: PLC0415
 
     check_dhcp_settings(settings.dhcp, source)
+    check_tftp_settings(settings.tftp, source)
     return settings
 
 

@@ -103,6 +103,7 @@ def lab_settings(name: str, data_dir: Path, api_port: int) -> Settings:
                 }
             ],
         },
+        "tftp": {"interfaces": [iface]},
         "boot": {"loaders_dir": str(REPO / "firmware-images")},
     }
     return parse_settings(config, f"the lab {name}", str(data_dir))

@@ -34,7 +34,7 @@ def test_values_are_taken() -> None:
     ("data", "message"),
     [
         ({"apii": {}}, "test.yaml: apii: unknown key (known keys here: api, auth,"),
-        ({"api": {"prot": 1}}, "test.yaml: api.prot: unknown key (known keys here: host, netns, port)"),
+        ({"api": {"prot": 1}}, "api.prot: unknown key (known keys here: host, netns, port)"),
         ({"api": {"port": "http"}}, "api.port: expected an integer from 0 to 65535, got 'http'"),
         ({"api": {"port": 70000}}, "api.port: expected an integer from 0 to 65535, got 70000"),
         ({"api": {"port": True}}, "api.port: expected an integer"),
