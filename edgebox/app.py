@@ -127,7 +127,10 @@ class Edgebox:
         if self.boot is not None:
             for name in (*self.boot.loaders.altered, *self.boot.loaders.missing):
                 files.withhold(name, "missing from or not matching SHA256SUMS")
-        return TftpListener.from_settings(tftp, files)
+        listener = TftpListener.from_settings(tftp, files)
+        if self.boot is not None:
+            listener.on_completed = self.boot.note_loader_fetch
+        return listener
 
     def _boot(self, events: EventService) -> BootService:
         loaders = check_loaders(self.settings.loaders_dir)
@@ -176,6 +179,8 @@ class Edgebox:
                     tftp = self._tftp()
                     if tftp is not None:
                         services.append(group.create_task(tftp.run(), name="tftp"))
+                    if self.boot is not None:
+                        services.append(group.create_task(self.boot.run(), name="boot"))
                     log.info(
                         "edgebox ready version=%s site_id=%s api=%s machine_http=%s db=%s",
                         __version__,

@@ -91,6 +91,14 @@ async def get_machine(request: web.Request) -> web.Response:
     return web.json_response(machine_json(machine))
 
 
+async def get_inventory(request: web.Request) -> web.Response:
+    system_id = request.match_info["system_id"]
+    inventory = await context(request).machines.inventory(system_id)
+    if inventory is None:
+        raise ApiError(404, "not_found", f"machine {system_id} has reported no inventory yet")
+    return web.json_response(inventory)
+
+
 async def update_machine(request: web.Request) -> web.Response:
     body = await json_object(request, {"hostname", "pool", "zone", "tags"})
     tags = opt_str_list(body, "tags")
@@ -184,6 +192,16 @@ ROUTES = [
         "machines",
         params=[_ID],
         responses=_MACHINE,
+    ),
+    Route(
+        "GET",
+        "/machines/{system_id}/inventory",
+        get_inventory,
+        Permission.READ,
+        "The hardware inventory its agent reported (DMI, CPU, memory, disks, NICs)",
+        "machines",
+        params=[_ID],
+        responses={200: {"type": "object"}},
     ),
     Route(
         "PATCH",

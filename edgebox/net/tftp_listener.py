@@ -28,7 +28,7 @@ import asyncio
 import concurrent.futures
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -302,6 +302,8 @@ class TftpListener:
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._up: dict[TftpEndpoint, asyncio.Event] = {ep: asyncio.Event() for ep in endpoints}
+        # Told of every completed transfer (client IP, file): the boot timeline's loader step.
+        self.on_completed: Callable[[str, str], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: TftpSettings, files: FileStore) -> TftpListener:
@@ -471,6 +473,8 @@ class TftpListener:
             result.outcome.value,
             "" if result.ok else f" reason={result.reason}",
         )
+        if result.ok and self.on_completed is not None:
+            self.on_completed(transfer.client[0], transfer.filename)
 
     def _count(self, result: TransferResult) -> None:
         counters = self.counters

@@ -12,6 +12,7 @@ MAC only and expires; the agent cannot act for any other machine with it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -44,6 +45,7 @@ PURPOSE_OF: Mapping[Status, str] = {
 LOCAL_BOOT = frozenset({Status.DEPLOYED})
 POWER_OFF_AFTER = frozenset({"enlist", "poweroff"})
 TIMELINE_STEPS = ("dhcp", "loader", "script", "kernel", "initrd", "agent")
+NOTED_LIMIT = 4096
 
 
 class AgentAuthError(Exception):
@@ -78,6 +80,7 @@ class BootService:
         self.resources = resources
         self.loaders = loaders
         self.mac_for_ip: Callable[[str], str | None] = lambda ip: None
+        self._noted: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue(NOTED_LIMIT)
 
     # The iPXE script
 
@@ -195,6 +198,21 @@ class BootService:
         if name not in self.loaders.good:
             return None
         return self.loaders.directory / name
+
+    def note_loader_fetch(self, client_ip: str, filename: str) -> None:
+        """From a synchronous path (the TFTP adapter): recorded by `run()` shortly after."""
+        try:
+            self._noted.put_nowait(("loader", client_ip, filename))
+        except asyncio.QueueFull:
+            log.debug("boot timeline queue full; dropped a loader step of %s", client_ip)
+
+    async def run(self) -> None:
+        while True:
+            step, client_ip, detail = await self._noted.get()
+            try:
+                await self.fetched(step, None, client_ip, detail)
+            except Exception:
+                log.exception("cannot record boot step %s of %s", step, client_ip)
 
     async def fetched(self, step: str, mac: str | None, client_ip: str, detail: str) -> None:
         mac = mac or self.mac_for_ip(client_ip)

@@ -59,6 +59,9 @@ class MachineService:
     async def get(self, system_id: str) -> Machine:
         return await self._store.get(system_id)
 
+    async def inventory(self, system_id: str) -> dict[str, object] | None:
+        return await self._store.inventory(system_id)
+
     async def query(self, flt: MachineFilter, limit: int, after: int = 0) -> MachinePage:
         return await self._store.query(flt, limit, after)
 

@@ -7,6 +7,7 @@ the write are one atomic step, and the events the change emits commit with it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -38,6 +39,19 @@ class MachineStore:
         if not machines:
             raise NotFound("machine", system_id)
         return machines[0]
+
+    async def inventory(self, system_id: str) -> dict[str, object] | None:
+        """The hardware inventory the machine's agent last reported (None: none yet)."""
+        row = await self._db.fetchone(
+            "SELECT i.data FROM machine_inventory i JOIN machines m ON m.id = i.machine_id "
+            "WHERE m.system_id = ?",
+            (system_id,),
+        )
+        if row is None:
+            await self.get(system_id)  # NotFound for an unknown machine
+            return None
+        data: dict[str, object] = json.loads(row[0])
+        return data
 
     async def query(self, flt: MachineFilter, limit: int, after: int = 0) -> MachinePage:
         where, params = sql.filter_sql(flt)
