@@ -34,6 +34,7 @@ from edgebox.lab.topology import (
     Topology,
 )
 from edgebox.lab.vm import OVMF_CODE, VmSpec, qemu_argv
+from edgebox.services.boot_resources import BootResourceError, BootResources
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = {
@@ -138,6 +139,14 @@ def up(args: argparse.Namespace) -> int:
         print(f"edgebox lab: {exc}", file=sys.stderr)
         return 1
     setup_logging(settings.log)
+    if args.ephemeral:
+        try:
+            resource = BootResources(settings.resources_dir).import_dir(Path(args.ephemeral))
+        except (BootResourceError, OSError) as exc:
+            print(f"edgebox lab: cannot import the ephemeral environment: {exc}", file=sys.stderr)
+            return 1
+        print(f"edgebox lab: ephemeral environment {resource.digest[:12]} "
+              f"(kernel {resource.kernel_version})", flush=True)  # fmt: skip
     state = LabState(args.name, str(data_dir))
     workdir = data_dir / "lab" / args.name
     workdir.mkdir(parents=True, exist_ok=True)
@@ -254,6 +263,9 @@ def main(argv: Sequence[str]) -> int:
     start = commands.add_parser("up", help="build the lab, run edgebox and the VMs")
     start.add_argument("--vms", type=int, default=3, help="how many VMs (default 3)")
     start.add_argument("--api-port", type=int, default=5240, help="API port on 127.0.0.1")
+    start.add_argument(
+        "--ephemeral", metavar="DIR", help="import this build of packaging/ephemeral/build first"
+    )
     commands.add_parser("down", help="remove a lab left behind")
     commands.add_parser("status", help="show a lab")
     args = parser.parse_args(argv)
