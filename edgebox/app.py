@@ -118,12 +118,19 @@ class Edgebox:
             self.boot.mac_for_ip = ctx.dhcp.mac_for_ip
         return ctx, token
 
-    def _tftp(self) -> TftpListener | None:
+    def _tftp(self, machine_port: int) -> TftpListener | None:
         tftp = self.settings.tftp
         if not tftp.interfaces:
             return None  # TFTP stays off until an interface is named
         roots = [Path(root) for root in tftp.roots] or [self.settings.loaders_dir]
         files = TftpFiles(roots, self.clock)
+        # For firmware that can only fetch by TFTP (an iPXE built into a NIC, a boot menu):
+        # a script that chains to the per-machine HTTP script. iPXE fills in the variables.
+        chain = (
+            "#!ipxe\n"
+            f"chain http://${{next-server}}:{machine_port}/boot/ipxe?mac=${{net0/mac}} || exit 1\n"
+        ).encode()
+        files.register_generated("edgebox.ipxe", lambda client_ip: chain)
         if self.boot is not None:
             for name in (*self.boot.loaders.altered, *self.boot.loaders.missing):
                 files.withhold(name, "missing from or not matching SHA256SUMS")
@@ -176,7 +183,7 @@ class Edgebox:
                         services.append(
                             group.create_task(DhcpListener(ctx.dhcp).run(), name="dhcp")
                         )
-                    tftp = self._tftp()
+                    tftp = self._tftp(listening.machine_port)
                     if tftp is not None:
                         services.append(group.create_task(tftp.run(), name="tftp"))
                     if self.boot is not None:
