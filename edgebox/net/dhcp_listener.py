@@ -80,6 +80,7 @@ class DhcpListener:
         self._service = service
         self._probers: dict[str, ArpProber] = {}
         self._group: asyncio.TaskGroup | None = None
+        self._waiting: dict[asyncio.Future[None], list[tuple[_LinkSocket, Handled]]] = {}
 
     async def run(self) -> None:
         links = self._service.links()
@@ -160,9 +161,19 @@ class DhcpListener:
         if handled.probe_ip is not None and proto.link in self._probers and self._group:
             self._group.create_task(self._probe_then_send(proto, handled, data, addr, round_))
         elif handled.commit is not None:
-            handled.commit.add_done_callback(lambda f: self._after_commit(proto, handled, f))
+            # The ACKs of one loop turn share one commit future: one callback sends them all
+            # (a callback per ACK would cost a loop turn's scheduling each).
+            waiting = self._waiting.get(handled.commit)
+            if waiting is None:
+                waiting = self._waiting[handled.commit] = []
+                handled.commit.add_done_callback(self._committed)
+            waiting.append((proto, handled))
         elif handled.reply is not None:
             _send(proto, handled.reply)
+
+    def _committed(self, future: asyncio.Future[None]) -> None:
+        for proto, handled in self._waiting.pop(future, ()):
+            self._after_commit(proto, handled, future)
 
     def _after_commit(
         self, proto: _LinkSocket, handled: Handled, future: asyncio.Future[None]

@@ -168,7 +168,11 @@ class SubnetConfig:
         return (ip & self.mask) == self.network
 
     def in_ranges(self, ip: int) -> bool:
-        return any(rng.start <= ip <= rng.end for rng in self.ranges)
+        # A plain loop: on the packet path a generator in any() costs twice as much.
+        for rng in self.ranges:  # noqa: SIM110
+            if rng.start <= ip <= rng.end:
+                return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ compare, hash and mask cheaply. `format_ipv4` and `parse_ipv4` convert for peopl
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections.abc import Iterable, Mapping
@@ -25,8 +26,10 @@ _U32 = struct.Struct("!I")
 # -- IPv4 addresses ---------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=65536)
 def format_ipv4(addr: int) -> str:
-    """``0x0a000001`` -> ``"10.0.0.1"``."""
+    """``0x0a000001`` -> ``"10.0.0.1"``. Cached: every reply and log line of a busy server
+    formats the same few thousand addresses over and over."""
     return f"{addr >> 24}.{(addr >> 16) & 255}.{(addr >> 8) & 255}.{addr & 255}"
 
 
