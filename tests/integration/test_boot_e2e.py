@@ -88,9 +88,21 @@ def boot_server(work: Path, loaders: Path, ephemeral: Path, tftp_root: Path | No
              str(ephemeral)],
             check=True, capture_output=True,
         )  # fmt: skip
-        with running(path) as daemon:
-            yield daemon, topology
-            daemon.stop()
+        # Router advertisements, as the lab sends them: without one iPXE waits ~13 s for
+        # IPv6 autoconfiguration after its DHCPv4 ACK.
+        ra = subprocess.Popen(
+            ["ip", "netns", "exec", topology.server_ns, "dnsmasq", "--no-daemon", "--port=0",
+             "--no-resolv", "--no-hosts", f"--interface={SERVER_IF}", "--bind-interfaces",
+             "--enable-ra", "--dhcp-range=fd00:eb::,ra-only,64", "--pid-file="],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            with running(path) as daemon:
+                yield daemon, topology
+                daemon.stop()
+        finally:
+            ra.terminate()
+            ra.wait(10)
     finally:
         for pid in topology.pids():
             subprocess.run(["kill", "-9", str(pid)], check=False)
