@@ -75,6 +75,9 @@ class GeneratedFile:
         pass
 
 
+IN_MEMORY_LIMIT = 16 << 20  # files up to this size are served from memory
+
+
 @dataclass(slots=True, eq=False)
 class _SharedFd:
     path: str
@@ -83,6 +86,11 @@ class _SharedFd:
     users: int = 0
     idle_since: float = 0.0
     cached: bool = True
+    # The whole file, for the small files TFTP mostly serves (loaders are 70 KB-1 MB): a block
+    # is then a slice instead of a pread(2) per block, which was a fifth of the server's time
+    # in windowed transfers. Read once through the checked descriptor; never mmap'ed, since a
+    # file truncated in place would SIGBUS the daemon.
+    content: bytes | None = None
 
 
 class _DiskFile:
@@ -98,12 +106,26 @@ class _DiskFile:
         self._closed = False
 
     def read(self, offset: int, length: int) -> bytes:
+        content = self._shared.content
+        if content is not None:
+            return content[offset : offset + length]
         return os.pread(self._fd, length, offset)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self._files._release(self._shared)
+
+
+def _small_content(fd: int, size: int) -> bytes | None:
+    """The whole file if it is small enough to serve from memory (else pread per block)."""
+    if size > IN_MEMORY_LIMIT:
+        return None
+    try:
+        content = os.pread(fd, size, 0)
+    except OSError:
+        return None  # the per-block reads will report it
+    return content if len(content) == size else None
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -244,7 +266,7 @@ class TftpFiles:
             os.close(fd)
             return FileError(FileErrorKind.ACCESS_VIOLATION, f"{real} changed while opened")
         self._open_fds += 1
-        shared = _SharedFd(real, fd, _identity(st))
+        shared = _SharedFd(real, fd, _identity(st), content=_small_content(fd, st.st_size))
         self._cache_new(shared)
         return shared
 
