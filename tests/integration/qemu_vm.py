@@ -1,22 +1,19 @@
-"""QEMU virtual machines as real PXE clients inside a lab namespace (LAB.md has the facts).
+"""QEMU virtual machines as real PXE clients inside a test lab (LAB.md has the facts).
 
-TCG only (never KVM here: /dev/kvm is nested PVM and stock firmware hangs under it). Each VM
-gets a tap on the lab's bridge, its serial console captured to a file, and a hard timeout by
-the caller; the lab kills it by PID at teardown.
+The command line comes from the product's lab (`edgebox.lab.vm`), so the tests boot VMs the
+way `edgebox lab` does. Each VM gets a tap on the lab's bridge and its serial console in a
+file; the lab kills it by PID at teardown, and the caller puts a hard timeout on it.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgebox.lab.vm import VmSpec, qemu_argv
 from tests.lab import Lab
-
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 
 @dataclass
@@ -42,25 +39,10 @@ def start_vm(
     tap = f"tap-{name}"[:15]
     lab.tap(ns, tap, bridge=bridge)
     console = lab.tmpdir / f"{name}.console"
-    argv = [
-        "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "max", "-m", "256",
-        "-smp", "1", "-nographic", "-monitor", "none", "-no-reboot",
-        "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-    ]  # fmt: skip
-    device = f"{nic},netdev=n0,mac={mac},bootindex=1"
-    if not ipxe_rom:
-        device += ",romfile="
-    argv += ["-device", device]
-    if firmware == "uefi":
-        vars_copy = lab.tmpdir / f"{name}-vars.fd"
-        shutil.copyfile(OVMF_VARS, vars_copy)
-        argv += [
-            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
-            "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=n",
-        ]  # fmt: skip
+    spec = VmSpec(name, mac, firmware=firmware, nic=nic, native_pxe=not ipxe_rom, memory_mib=256)
     out = console.open("wb")
     try:
+        argv = qemu_argv(spec, tap, lab.tmpdir)
         proc = lab.run(ns, argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     finally:
         out.close()
