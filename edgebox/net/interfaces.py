@@ -9,7 +9,6 @@ import struct
 SIOCGIFADDR = 0x8915
 SIOCGIFNETMASK = 0x891B
 SIOCGIFHWADDR = 0x8927
-SIOCGIFINDEX = 0x8933
 
 
 class InterfaceError(OSError):

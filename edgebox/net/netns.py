@@ -27,7 +27,8 @@ class NetnsError(OSError):
     """The namespace could not be entered."""
 
 
-def _setns(fd: int) -> None:
+def enter_netns(fd: int) -> None:
+    """Move the calling thread into the network namespace open at `fd` (setns(2))."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     if libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
@@ -49,7 +50,7 @@ def run_in_netns(name: str, fn: Callable[[], T]) -> T:
 
     def target() -> None:
         try:
-            _setns(fd)
+            enter_netns(fd)
             result.append(fn())
         except BaseException as exc:  # handed back to the caller below
             error.append(exc)

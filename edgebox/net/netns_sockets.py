@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from edgebox.net.netns import NETNS_DIR, NetnsError, _setns
+from edgebox.net.netns import NETNS_DIR, NetnsError, enter_netns
 
 __all__ = ["NetnsSocketFactory"]
 
@@ -94,7 +94,7 @@ class NetnsSocketFactory:
 
     def _serve(self, fd: int, entered: concurrent.futures.Future[None]) -> None:
         try:
-            _setns(fd)
+            enter_netns(fd)
         except BaseException as exc:  # handed to start()
             entered.set_exception(exc)
             return

@@ -44,7 +44,6 @@ PURPOSE_OF: Mapping[Status, str] = {
 }
 LOCAL_BOOT = frozenset({Status.DEPLOYED})
 POWER_OFF_AFTER = frozenset({"enlist", "poweroff"})
-TIMELINE_STEPS = ("dhcp", "loader", "script", "kernel", "initrd", "agent")
 NOTED_LIMIT = 4096
 
 

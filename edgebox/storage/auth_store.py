@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from edgebox.domain.auth import Principal, Role, TokenInfo, User
+from edgebox.domain.auth import Principal, Role, TokenInfo
 from edgebox.domain.errors import Conflict, NotFound
 from edgebox.domain.models import NewEvent
 from edgebox.storage.database import Database
@@ -42,10 +42,6 @@ class AuthStore:
             f"{where} ORDER BY t.id"
         )
         return [_token_info(r) for r in rows]
-
-    async def list_users(self) -> list[User]:
-        rows = await self._db.fetchall("SELECT id, username, role, created_at FROM users")
-        return [User(r[0], r[1], Role(r[2]), r[3]) for r in rows]
 
     async def create_token(
         self,
