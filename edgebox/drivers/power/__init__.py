@@ -1,0 +1,1 @@
+"""Power drivers: one module per kind of BMC, each implementing `base.PowerDriver`."""
