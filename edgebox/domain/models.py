@@ -8,13 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgebox.domain.lifecycle import LifecycleState, Status
-
-
-class PowerState(enum.StrEnum):
-    UNKNOWN = "unknown"
-    ON = "on"
-    OFF = "off"
-    ERROR = "error"
+from edgebox.domain.power import PowerState as PowerState  # re-exported: machines carry it
 
 
 @dataclass(frozen=True, slots=True)
