@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgebox.domain.lifecycle import LifecycleState, Status
-from edgebox.domain.power import PowerState as PowerState  # re-exported: machines carry it
+from edgebox.domain.power import PowerState
 
 
 @dataclass(frozen=True, slots=True)

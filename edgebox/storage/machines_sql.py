@@ -19,8 +19,8 @@ from edgebox.domain.models import (
     MachineChanges,
     MachineFilter,
     NewMachine,
-    PowerState,
 )
+from edgebox.domain.power import PowerState
 
 MACHINE_COLUMNS = (
     "id, system_id, hostname, status, previous_status, arch, pool, zone, owner, locked, "
