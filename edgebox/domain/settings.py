@@ -149,6 +149,20 @@ class BootSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PowerSettings:
+    # BMC operations in flight at once across the site (each machine: one at a time).
+    max_concurrent: int = field(default=16, metadata={"min": 1, "max": 1024})
+    # Tries of an operation that fails in a way retrying can help (a timeout, a busy BMC).
+    attempts: int = field(default=4, metadata={"min": 1, "max": 20})
+    # Wait before the first retry, in s; doubled for each later one (at most 60 s).
+    retry_backoff: float = field(default=2.0, metadata={"min": 0.0, "max": 60.0})
+    # Seconds between power-state polls of the machines with a BMC; 0 turns polling off.
+    poll_interval: int = field(default=300, metadata={"min": 0, "max": 86400})
+    # Seconds one driver call may take before it counts as a timeout (retryable).
+    call_timeout: float = field(default=30.0, metadata={"min": 1.0, "max": 600.0})
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: str = ""
     site: SiteSettings = SiteSettings()
@@ -160,6 +174,7 @@ class Settings:
     dhcp: DhcpSettings = DhcpSettings()
     boot: BootSettings = BootSettings()
     tftp: TftpSettings = field(default_factory=TftpSettings)
+    power: PowerSettings = PowerSettings()
 
     @property
     def database_path(self) -> Path:
@@ -168,6 +183,12 @@ class Settings:
     @property
     def loaders_dir(self) -> Path:
         return Path(self.boot.loaders_dir or Path(self.data_dir) / "firmware-images")
+
+    @property
+    def secret_key_path(self) -> Path:
+        # Beside the database, never inside it: a copy of the database alone (a backup, a
+        # support bundle) does not carry the key to its BMC passwords.
+        return self.database_path.with_name("secrets.key")
 
     @property
     def resources_dir(self) -> Path:
