@@ -44,6 +44,8 @@ from edgebox.services.event_service import EventService
 from edgebox.services.lease_writes import LeaseWriteBatcher
 from edgebox.services.loaders import check_loaders
 from edgebox.services.machine_service import MachineService
+from edgebox.services.power_service import PowerService
+from edgebox.services.secret_box import SecretBox, SecretError
 from edgebox.services.tftp_files import TftpFiles
 from edgebox.storage.auth_store import AuthStore
 from edgebox.storage.boot_store import BootStore
@@ -52,6 +54,7 @@ from edgebox.storage.dhcp_store import DhcpStore
 from edgebox.storage.event_store import EventStore
 from edgebox.storage.machine_store import MachineStore
 from edgebox.storage.migrations import SchemaTooNew
+from edgebox.storage.power_store import PowerStore
 from edgebox.storage.site_store import SiteStore
 
 log = logging.getLogger("edgebox")
@@ -83,6 +86,7 @@ class Edgebox:
         self.clock = clock
         self.bus = EventBus()
         self.boot: BootService | None = None
+        self.power: PowerService | None = None
         db.on_commit(self.bus.publish)
 
     @classmethod
@@ -104,6 +108,17 @@ class Edgebox:
         auth = AuthService(AuthStore(self.db), self.clock)
         machines = MachineService(MachineStore(self.db))
         events = EventService(EventStore(self.db), self.bus)
+        try:
+            secrets = SecretBox.open(self.settings.secret_key_path)
+        except SecretError as exc:
+            raise StartupError(str(exc)) from None
+        self.power = PowerService(
+            self.settings.power,
+            store=PowerStore(self.db),
+            machines=MachineStore(self.db),
+            secrets=secrets,
+            clock=self.clock,
+        )
         ctx = ApiContext(
             machines=machines,
             auth=auth,
@@ -111,6 +126,7 @@ class Edgebox:
             site=site,
             version=__version__,
             dhcp=await self._dhcp(machines, events),
+            power=self.power,
         )
         token = await auth.bootstrap_admin() if self.settings.auth.bootstrap_admin else None
         self.boot = self._boot(events)
@@ -188,6 +204,8 @@ class Edgebox:
                         services.append(group.create_task(tftp.run(), name="tftp"))
                     if self.boot is not None:
                         services.append(group.create_task(self.boot.run(), name="boot"))
+                    if self.power is not None:
+                        services.append(group.create_task(self.power.run(), name="power"))
                     log.info(
                         "edgebox ready version=%s site_id=%s api=%s machine_http=%s db=%s",
                         __version__,

@@ -11,6 +11,7 @@ from edgebox.services.auth_service import AuthService
 from edgebox.services.dhcp_service import DhcpService
 from edgebox.services.event_service import EventService
 from edgebox.services.machine_service import MachineService
+from edgebox.services.power_service import PowerService
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,7 @@ class ApiContext:
     site: Site
     version: str
     dhcp: DhcpService | None = None
+    power: PowerService | None = None
 
 
 CONTEXT = web.AppKey("edgebox_context", ApiContext)
