@@ -19,6 +19,7 @@ from edgebox.cli.dhcp import dhcp
 from edgebox.cli.events import events
 from edgebox.cli.login import login, logout, status
 from edgebox.cli.machines import machines
+from edgebox.cli.power import power
 from edgebox.cli.tokens import token
 
 _EPILOG = """\b
@@ -54,7 +55,7 @@ def cli(ctx: click.Context, url: str | None, token: str | None, json_output: boo
 
 for _command in ACTION_COMMANDS:
     machines.add_command(_command)
-for _command in (login, logout, status, machines, events, token, dhcp):
+for _command in (login, logout, status, machines, events, token, dhcp, power):
     cli.add_command(_command)
 
 
