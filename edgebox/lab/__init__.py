@@ -3,7 +3,9 @@
 `up` builds the lab network (see topology.py), runs edgebox with its DHCP, TFTP and boot HTTP
 inside the lab and its API on the host's 127.0.0.1, and starts N QEMU VMs that PXE-boot from
 it (alternating BIOS and UEFI). It stays in the foreground; Ctrl-C stops the VMs, edgebox and
-removes the lab. `down` cleans up a lab left behind by a crash; `status` shows one.
+removes the lab. `down` cleans up a lab left behind by a crash; `status` shows one, with each
+VM's QMP socket: the address of the `lab` power driver (`driver: lab, address: SOCKET`), which
+powers the VM as a BMC would a server (a VM that powers itself off stays there, switched off).
 Needs root. It installs nothing: it names the Debian packages that are missing.
 """
 
@@ -26,6 +28,8 @@ from typing import Any
 from edgebox.app import Listening, StartupError, serve
 from edgebox.bootstrap.logs import setup_logging
 from edgebox.domain.settings import ConfigError, Settings, parse_settings
+from edgebox.drivers.power.base import BmcConfig, PowerError
+from edgebox.drivers.power.lab_qmp import LabQmpDriver
 from edgebox.lab.topology import (
     SERVER_IF,
     SERVER_IP,
@@ -33,7 +37,7 @@ from edgebox.lab.topology import (
     LabError,
     Topology,
 )
-from edgebox.lab.vm import OVMF_CODE, VmSpec, qemu_argv
+from edgebox.lab.vm import OVMF_CODE, VmSpec, check_socket_path, qemu_argv
 from edgebox.services.boot_resources import BootResourceError, BootResources
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,6 +59,7 @@ class LabState:
     data_dir: str
     pids: list[int] = field(default_factory=list)
     consoles: dict[str, str] = field(default_factory=dict)
+    qmp_sockets: dict[str, str] = field(default_factory=dict)
 
     def path(self) -> Path:
         return state_path(self.name, Path(self.data_dir))
@@ -110,11 +115,14 @@ def lab_settings(name: str, data_dir: Path, api_port: int) -> Settings:
     return parse_settings(config, f"the lab {name}", str(data_dir))
 
 
-def vm_specs(count: int) -> list[VmSpec]:
+def vm_specs(count: int, workdir: Path) -> list[VmSpec]:
     specs = []
     for i in range(count):
         firmware = "bios" if i % 2 == 0 else "uefi"
-        specs.append(VmSpec(f"vm{i}", f"52:54:00:eb:1a:{i:02x}", firmware=firmware))
+        name = f"vm{i}"
+        qmp = workdir / f"{name}.qmp"
+        check_socket_path(qmp)
+        specs.append(VmSpec(name, f"52:54:00:eb:1a:{i:02x}", firmware=firmware, qmp_socket=qmp))
     return specs
 
 
@@ -152,23 +160,25 @@ def up(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
     try:
+        specs = vm_specs(args.vms, workdir)
         topology.create()
         procs.append(_router_advertisements(topology, workdir))
         state.pids = [p.pid for p in procs]
         state.save()
 
         def start_vms(listening: Listening, token: str | None) -> None:
-            for spec in vm_specs(args.vms):
+            for spec in specs:
                 proc, console = _start_vm(topology, spec, workdir)
                 procs.append(proc)
                 state.pids.append(proc.pid)
                 state.consoles[spec.name] = str(console)
+                state.qmp_sockets[spec.name] = str(spec.qmp_socket)
             state.save()
             print(f"edgebox lab {args.name}: API {listening.api_url}; {args.vms} VMs booting; "
                   f"consoles in {workdir}", flush=True)  # fmt: skip
 
         asyncio.run(serve(settings, then=start_vms))
-    except (LabError, StartupError, OSError) as exc:
+    except (LabError, StartupError, OSError, ValueError) as exc:
         print(f"edgebox lab: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -250,9 +260,21 @@ def status(args: argparse.Namespace) -> int:
     alive = [pid for pid in state.get("pids", []) if Path(f"/proc/{pid}").exists()]
     print(f"edgebox lab {args.name}: namespaces {topology.server_ns}, {topology.vms_ns}")
     print(f"  processes alive: {len(alive)} of {len(state.get('pids', []))}")
+    sockets = state.get("qmp_sockets", {})
     for vm, console in sorted(state.get("consoles", {}).items()):
         print(f"  {vm}: console {console}")
+        if vm in sockets:
+            power = asyncio.run(_power_state(sockets[vm]))
+            print(f"  {vm}: power {power}; driver lab, address {sockets[vm]}")
     return 0
+
+
+async def _power_state(socket: str) -> str:
+    driver = LabQmpDriver(BmcConfig("lab", socket, options={"timeout": 2}))
+    try:
+        return str(await driver.query())
+    except PowerError as exc:
+        return f"unknown ({exc.message})"
 
 
 def main(argv: Sequence[str]) -> int:

@@ -62,6 +62,10 @@ def test_lab_up_boots_vms_and_cleans_up(tmp_path: Path) -> None:
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert "processes alive: 3 of 3" in status.stdout, status.stdout
+        # Each VM's power is reachable through the lab driver at the socket status names.
+        for vm in ("vm0", "vm1"):
+            socket = tmp_path / "data" / "lab" / name / f"{vm}.qmp"
+            assert f"{vm}: power on; driver lab, address {socket}" in status.stdout, status.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
