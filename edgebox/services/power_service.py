@@ -150,6 +150,9 @@ class PowerService:
             raise InvalidInput("options", str(exc)) from None
         if kind.needs_address and not address.strip():
             raise InvalidInput("address", f"the {driver} driver needs the BMC's address")
+        await _check_config(
+            kind, BmcConfig(driver, address.strip(), username, password or "", checked)
+        )
         bound = _bound_to(machine.id)
 
         def seal() -> bytes | None:
@@ -507,6 +510,17 @@ class PowerService:
                 await self._store.set_power_state(bmc.machine_id, state, describe)
         finally:
             self._busy.discard(bmc.machine_id)
+
+
+async def _check_config(kind: DriverKind, config: BmcConfig) -> None:
+    """Make (and drop) a driver: what only the driver can check (a webhook's URLs, a regular
+    expression, a Redfish address) is refused now, not at the first power operation."""
+    try:
+        driver = kind.create(config)
+    except (ValueError, PowerError) as exc:
+        message = exc.message if isinstance(exc, PowerError) else str(exc)
+        raise InvalidInput("options", message) from None
+    await driver.close()
 
 
 async def _drive(driver: PowerDriver, op: PowerOp) -> PowerState | None:

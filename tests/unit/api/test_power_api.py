@@ -118,6 +118,10 @@ async def test_bmc_is_set_shown_without_password_and_removed(papi: PowerApi) -> 
         ({"driver": "ipmi", "address": "10.0.0.9", "options": {"colour": 1}}, "options",
          "unknown option 'colour' for driver ipmi"),
         ({"driver": "manual", "secret": 1}, "secret", "unknown field"),
+        ({"driver": "webhook", "options": {"off_url": "http://127.0.0.1:9/off"}}, "options",
+         "option on_url: required by the webhook driver"),
+        ({"driver": "redfish", "address": "ftp://bmc"}, "options",
+         "expected an http:// or https:// URL"),
     ],
 )  # fmt: skip
 async def test_bad_bmc_settings_name_the_field(

@@ -353,8 +353,9 @@ async def test_polling_records_changes_as_events(rig: Rig) -> None:
 
 async def test_manual_machines_are_not_polled(rig: Rig) -> None:
     await rig.machine("52:54:00:00:01:0c", driver="manual")
+    made = rig.lab.created  # setting the BMC made (and dropped) one driver to check it
     await rig.power.poll_once()
-    assert rig.lab.created == 0
+    assert rig.lab.created == made
 
 
 async def test_requests_follow_the_lifecycle_and_need_a_bmc(rig: Rig) -> None:
