@@ -61,41 +61,71 @@ class MachineApi:
     url: str
     proc: subprocess.Popen[str]
     record: Path
+    uploads: Path | None = None  # where results' stdout, stderr and result files land
 
     def requests(self) -> list[dict[str, Any]]:
         if not self.record.exists():
             return []
         return [json.loads(line) for line in self.record.read_text().splitlines()]
 
+    def uploaded(self, result_id: str, what: str) -> bytes | None:
+        """The body of the last stdout|stderr|result upload of a result, None if none came."""
+        assert self.uploads is not None
+        path = self.uploads / f"{result_id}.{what}"
+        return path.read_bytes() if path.exists() else None
 
-def api_argv(host: str, port: int, token: str, actions: list[str], record: Path) -> list[str]:
-    return [
+
+@dataclass(frozen=True)
+class Plan:
+    """Scripts for the stand-in to hand out (--plan) and a directory for their uploads."""
+
+    file: Path  # JSON: [{"id", "parallel", "timeout", "name", "script", "env"}, ...]
+    uploads: Path
+    running_action: str = "continue"  # the heartbeat answer while scripts run
+
+
+def api_argv(
+    host: str, port: int, token: str, actions: list[str], record: Path, plan: Plan | None = None
+) -> list[str]:
+    argv = [
         sys.executable, str(API_SCRIPT), "--host", host, "--port", str(port),
         "--token", token, "--record", str(record), "--actions", ",".join(actions),
     ]  # fmt: skip
+    if plan is not None:
+        argv += ["--plan", str(plan.file), "--uploads", str(plan.uploads)]
+        argv += ["--running-action", plan.running_action]
+    return argv
 
 
-def api_started(proc: subprocess.Popen[str], host: str, record: Path) -> MachineApi:
+def api_started(
+    proc: subprocess.Popen[str], host: str, record: Path, plan: Plan | None = None
+) -> MachineApi:
     """Wait for the stand-in's "listening PORT" line."""
     assert proc.stdout is not None
     words = proc.stdout.readline().split()
     if len(words) != 2 or words[0] != "listening":
         raise RuntimeError(f"the stand-in API did not start: {proc.poll()=}")
-    return MachineApi(f"http://{host}:{words[1]}", proc, record)
+    return MachineApi(f"http://{host}:{words[1]}", proc, record, plan.uploads if plan else None)
 
 
 def start_api(
-    lab: Lab, net: TwoHosts, port: int, token: str, actions: list[str], name: str
+    lab: Lab,
+    net: TwoHosts,
+    port: int,
+    token: str,
+    actions: list[str],
+    name: str,
+    plan: Plan | None = None,
 ) -> MachineApi:
     """The stand-in API in the lab's server namespace."""
     record = lab.tmpdir / f"{name}-api.jsonl"
-    argv = api_argv(net.server_ip, port, token, actions, record)
+    argv = api_argv(net.server_ip, port, token, actions, record, plan)
     log = (lab.tmpdir / f"{name}-api.log").open("w")
     try:
         proc = lab.run(net.server_ns, argv, stdout=subprocess.PIPE, stderr=log, text=True)
     finally:
         log.close()
-    return api_started(proc, net.server_ip, record)
+    return api_started(proc, net.server_ip, record, plan)
 
 
 def start_dnsmasq(lab: Lab, net: TwoHosts) -> Path:
@@ -135,6 +165,13 @@ class VmSpec:
     product: str = "EphemeralTest"
     serial: str = "EB-SERIAL-0001"
     uuid: str = "6e0c5d8a-3f7b-4c1e-9a2d-0b1c2d3e4f50"
+    # More hardware, for the inventory: (QEMU device: virtio-blk-pci|nvme, bytes, serial)
+    # disks after the first, (QEMU device, MAC) NICs after the boot one (each on its own tap in
+    # the same bridge), and an IPMI BMC (QEMU's simulated BMC on a KCS interface: SMBIOS
+    # type 38).
+    extra_disks: tuple[tuple[str, int, str], ...] = ()
+    extra_nics: tuple[tuple[str, str], ...] = ()
+    bmc: bool = False
 
 
 @dataclass
@@ -179,6 +216,19 @@ def boot_vm(
         "-drive", f"file={disk},if=none,id=d0,format=raw",
         "-device", f"virtio-blk-pci,drive=d0,serial={spec.disk_serial}",
     ]  # fmt: skip
+    for i, (device, size, serial) in enumerate(spec.extra_disks, start=1):
+        extra = lab.tmpdir / f"{spec.name}-{i}.img"
+        with extra.open("wb") as f:
+            os.truncate(f.fileno(), size)
+        argv += ["-drive", f"file={extra},if=none,id=d{i},format=raw"]
+        argv += ["-device", f"{device},drive=d{i},serial={serial}"]
+    for i, (device, mac) in enumerate(spec.extra_nics, start=1):
+        extra_tap = f"tap{i}-{spec.name}"[:15]
+        lab.tap(net.client_ns, extra_tap, bridge=net.bridge)
+        argv += ["-netdev", f"tap,id=n{i},ifname={extra_tap},script=no,downscript=no"]
+        argv += ["-device", f"{device},netdev=n{i},mac={mac},romfile="]
+    if spec.bmc:
+        argv += ["-device", "ipmi-bmc-sim,id=bmc0", "-device", "isa-ipmi-kcs,bmc=bmc0"]
     log = (logdir / f"{spec.name}.qemu.log").open("w")
     try:
         proc = lab.run(net.client_ns, argv, stdout=log, stderr=subprocess.STDOUT)
