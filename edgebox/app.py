@@ -41,6 +41,8 @@ from edgebox.services.dhcp_service import DhcpService
 from edgebox.services.dhcp_subnets import SubnetRegistry
 from edgebox.services.event_bus import EventBus
 from edgebox.services.event_service import EventService
+from edgebox.services.image_service import ImageService
+from edgebox.services.image_signing import KeyFileError, TrustedKeys
 from edgebox.services.lease_writes import LeaseWriteBatcher
 from edgebox.services.loaders import check_loaders
 from edgebox.services.machine_service import MachineService
@@ -52,6 +54,8 @@ from edgebox.storage.boot_store import BootStore
 from edgebox.storage.database import Database, DatabaseInUse
 from edgebox.storage.dhcp_store import DhcpStore
 from edgebox.storage.event_store import EventStore
+from edgebox.storage.image_files import ImageFiles
+from edgebox.storage.image_store import ImageStore
 from edgebox.storage.machine_store import MachineStore
 from edgebox.storage.migrations import SchemaTooNew
 from edgebox.storage.power_store import PowerStore
@@ -87,6 +91,7 @@ class Edgebox:
         self.bus = EventBus()
         self.boot: BootService | None = None
         self.power: PowerService | None = None
+        self.images: ImageService | None = None
         db.on_commit(self.bus.publish)
 
     @classmethod
@@ -127,6 +132,7 @@ class Edgebox:
             version=__version__,
             dhcp=await self._dhcp(machines, events),
             power=self.power,
+            images=self._images(),
         )
         token = await auth.bootstrap_admin() if self.settings.auth.bootstrap_admin else None
         self.boot = self._boot(events)
@@ -154,6 +160,20 @@ class Edgebox:
         if self.boot is not None:
             listener.on_completed = self.boot.note_loader_fetch
         return listener
+
+    def _images(self) -> ImageService:
+        try:
+            trusted = TrustedKeys.from_files([Path(p) for p in self.settings.images.trusted_keys])
+        except KeyFileError as exc:
+            raise StartupError(f"images.trusted_keys: {exc}") from None
+        self.images = ImageService(
+            self.settings.images,
+            store=ImageStore(self.db),
+            files=ImageFiles(self.settings.images_dir),
+            trusted=trusted,
+            clock=self.clock,
+        )
+        return self.images
 
     def _boot(self, events: EventService) -> BootService:
         loaders = check_loaders(self.settings.loaders_dir)
@@ -206,6 +226,8 @@ class Edgebox:
                         services.append(group.create_task(self.boot.run(), name="boot"))
                     if self.power is not None:
                         services.append(group.create_task(self.power.run(), name="power"))
+                    if self.images is not None:
+                        services.append(group.create_task(self.images.run(), name="images"))
                     log.info(
                         "edgebox ready version=%s site_id=%s api=%s machine_http=%s db=%s",
                         __version__,
@@ -229,7 +251,8 @@ class Edgebox:
     @contextlib.asynccontextmanager
     async def _listeners(self, ctx: ApiContext) -> AsyncIterator[Listening]:
         api = web.AppRunner(build_api_app(ctx), shutdown_timeout=5.0)
-        machine = web.AppRunner(build_machine_app(self.boot, ctx.machines), shutdown_timeout=5.0)
+        machine_app = build_machine_app(self.boot, ctx.machines, images=ctx.images)
+        machine = web.AppRunner(machine_app, shutdown_timeout=5.0)
         await api.setup()
         await machine.setup()
         try:

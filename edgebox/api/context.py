@@ -10,6 +10,7 @@ from edgebox.domain.models import Site
 from edgebox.services.auth_service import AuthService
 from edgebox.services.dhcp_service import DhcpService
 from edgebox.services.event_service import EventService
+from edgebox.services.image_service import ImageService
 from edgebox.services.machine_service import MachineService
 from edgebox.services.power_service import PowerService
 
@@ -23,6 +24,7 @@ class ApiContext:
     version: str
     dhcp: DhcpService | None = None
     power: PowerService | None = None
+    images: ImageService | None = None
 
 
 CONTEXT = web.AppKey("edgebox_context", ApiContext)

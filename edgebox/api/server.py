@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edgebox.api import boot, dhcp, events, machines, power, system, tokens
+from edgebox.api import boot, dhcp, events, images, machines, power, system, tokens
 from edgebox.api.context import CONTEXT, ApiContext
 from edgebox.api.errors import error_middleware
 from edgebox.api.openapi import build_openapi
@@ -18,6 +18,7 @@ ROUTES: list[Route] = [
     *dhcp.ROUTES,
     *boot.ROUTES,
     *power.ROUTES,
+    *images.ROUTES,
 ]
 MAX_BODY = 1024 * 1024
 

@@ -163,6 +163,18 @@ class PowerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageSettings:
+    # Public keys (raw 32 bytes or PEM) whose signatures on image manifests are trusted. An
+    # image signed by no key here, unsigned, or changed after signing is refused.
+    trusted_keys: tuple[str, ...] = ()
+    # The cache's size in bytes; least recently used images are evicted beyond it (never a
+    # pinned one, nor one a deploying machine uses). 0: no limit.
+    budget_bytes: int = field(default=0, metadata={"min": 0, "max": 1 << 60})
+    # Where the images live. Empty: <data_dir>/images.
+    dir: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: str = ""
     site: SiteSettings = SiteSettings()
@@ -175,6 +187,7 @@ class Settings:
     boot: BootSettings = BootSettings()
     tftp: TftpSettings = field(default_factory=TftpSettings)
     power: PowerSettings = PowerSettings()
+    images: ImageSettings = ImageSettings()
 
     @property
     def database_path(self) -> Path:
@@ -193,6 +206,10 @@ class Settings:
     @property
     def resources_dir(self) -> Path:
         return Path(self.boot.resources_dir or Path(self.data_dir) / "boot-resources")
+
+    @property
+    def images_dir(self) -> Path:
+        return Path(self.images.dir or Path(self.data_dir) / "images")
 
 
 def default_data_dir(env: Mapping[str, str], is_root: bool, home: Path) -> str:

@@ -5,6 +5,7 @@
   Range support (aiohttp's FileResponse, sendfile underneath).
 - `POST /machine/v1/enlist|heartbeat|status`: the agent's API, authenticated by the per-boot
   token from the kernel command line.
+- `GET /images/<sha256>`, `GET /images/manifests/<name>`: the image cache (`image_http.py`).
 - `GET /health`.
 Every boot step is an event on the MAC's boot timeline.
 """
@@ -20,7 +21,9 @@ from aiohttp import web
 from edgebox import __version__
 from edgebox.domain.identifiers import parse_mac
 from edgebox.domain.models import MachineFilter
+from edgebox.net.image_http import add_image_routes
 from edgebox.services.boot_service import AgentAuthError, AgentInputError, BootService
+from edgebox.services.image_service import ImageService
 from edgebox.services.machine_service import MachineService
 
 log = logging.getLogger(__name__)
@@ -125,7 +128,9 @@ async def agent_call(request: web.Request) -> web.Response:
 
 
 def build_machine_app(
-    boot: BootService | None = None, machines: MachineService | None = None
+    boot: BootService | None = None,
+    machines: MachineService | None = None,
+    images: ImageService | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=4 * 1024 * 1024)
     if boot is not None and machines is not None:
@@ -138,4 +143,5 @@ def build_machine_app(
     )
     app.router.add_get("/loaders/{name:[A-Za-z0-9._-]+}", loader)
     app.router.add_post("/machine/v1/{call:enlist|heartbeat|status}", agent_call)
+    add_image_routes(app, images)
     return app
