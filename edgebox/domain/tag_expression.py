@@ -82,6 +82,7 @@ from edgebox.domain.tag_ast import (
     Or,
     Quantified,
     Quantifier,
+    children,
     evaluate,
 )
 from edgebox.domain.tag_lexer import MAX_LENGTH, Kind, TagExpressionError, Token, tokenize
@@ -114,14 +115,18 @@ _ORDERING = ("<", "<=", ">", ">=")
 class TagExpression:
     source: str
     root: Node
+    names: frozenset[str]  # the fields and collections it uses: "memory_gib", "disk.type", "disk"
 
     def evaluate(self, context: TagContext) -> bool:
+        """Whether the machine of `context` satisfies the definition. The context must hold
+        every name in `names` (`tag_context(inventory)` holds them all)."""
         if not context.reported:
             return False
         return evaluate(self.root, context)
 
     def matches_inventory(self, inventory: Mapping[str, Any] | None) -> bool:
-        return self.evaluate(tag_context(inventory))
+        """`evaluate` over a context built with this expression's names only."""
+        return self.evaluate(tag_context(inventory, self.names))
 
 
 def parse_tag_expression(source: str) -> TagExpression:
@@ -132,7 +137,17 @@ def parse_tag_expression(source: str) -> TagExpression:
     result = parser.expression()
     if not parser.at_end():
         parser.fail(f"expected 'and', 'or' or the end of the expression, found {parser.found()}")
-    return TagExpression(source, parser.condition(result, "a definition").tree)
+    root = parser.condition(result, "a definition").tree
+    return TagExpression(source, root, _names(root))
+
+
+def _names(node: Node) -> frozenset[str]:
+    if isinstance(node, Field):
+        return frozenset(
+            {node.name if node.collection is None else f"{node.collection}.{node.name}"}
+        )
+    own = frozenset({node.collection}) if isinstance(node, Quantified) else frozenset()
+    return own.union(*(_names(child) for child in children(node)))
 
 
 class _Parser:

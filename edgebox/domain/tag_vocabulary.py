@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,8 +140,15 @@ class TagContext:
 NOT_REPORTED = TagContext({}, {name: () for name in COLLECTIONS}, reported=False)
 
 
-def tag_context(inventory: Mapping[str, Any] | None) -> TagContext:
-    """The evaluation environment for a normalized inventory (None: never reported)."""
+def tag_context(
+    inventory: Mapping[str, Any] | None, names: Collection[str] | None = None
+) -> TagContext:
+    """The evaluation environment for a normalized inventory (None: never reported).
+
+    `names` (see `TagExpression.names`) limits the collections' elements to the fields an
+    expression uses: building every field of a hundred PCI functions costs far more than
+    evaluating most definitions. The machine's own fields are always all there.
+    """
     if inventory is None:
         return NOT_REPORTED
     cpu = _mapping(inventory.get("cpu"))
@@ -149,8 +156,7 @@ def tag_context(inventory: Mapping[str, Any] | None) -> TagContext:
     firmware = _mapping(inventory.get("firmware"))
     bmc = _mapping(inventory.get("bmc"))
     memory = _mapping(inventory.get("memory"))
-    dimms = _elements(memory.get("dimms"), "dimm")
-    memory_mib = _installed_mib(memory, dimms, inventory.get("memory_mib"))
+    memory_mib = _installed_mib(memory, inventory.get("memory_mib"))
     raw: dict[str, object] = {
         "arch": cpu.get("arch"),
         "memory_mib": memory_mib,
@@ -167,12 +173,16 @@ def tag_context(inventory: Mapping[str, Any] | None) -> TagContext:
         "bmc.type": bmc.get("type"),
     }
     fields = {name: typed(raw[name], kind) for name, kind in FIELDS.items()}
+    sources = {
+        "disk": inventory.get("disks"),
+        "nic": inventory.get("nics"),
+        "gpu": inventory.get("gpus"),
+        "pci": inventory.get("pci"),
+        "dimm": memory.get("dimms"),
+    }
     collections = {
-        "disk": _elements(inventory.get("disks"), "disk"),
-        "nic": _elements(inventory.get("nics"), "nic"),
-        "gpu": _elements(inventory.get("gpus"), "gpu"),
-        "pci": _elements(inventory.get("pci"), "pci"),
-        "dimm": dimms,
+        collection: _elements(source, collection, _used(collection, names))
+        for collection, source in sources.items()
     }
     return TagContext(fields, collections)
 
@@ -216,7 +226,15 @@ _DERIVED: Mapping[str, Mapping[str, Callable[[Mapping[str, Any]], object]]] = {
 }
 
 
-def _elements(value: object, collection: str) -> tuple[Element, ...]:
+def _used(collection: str, names: Collection[str] | None) -> Collection[str]:
+    """The fields of `collection`'s elements that `names` needs (all when `names` is None)."""
+    fields = COLLECTIONS[collection]
+    if names is None:
+        return fields.keys()
+    return [field for field in fields if f"{collection}.{field}" in names]
+
+
+def _elements(value: object, collection: str, used: Collection[str]) -> tuple[Element, ...]:
     if not isinstance(value, list):
         return ()
     fields = COLLECTIONS[collection]
@@ -226,17 +244,21 @@ def _elements(value: object, collection: str) -> tuple[Element, ...]:
         if not isinstance(raw, Mapping):
             continue
         element = {
-            name: typed(derived[name](raw) if name in derived else raw.get(name), kind)
-            for name, kind in fields.items()
+            name: typed(derived[name](raw) if name in derived else raw.get(name), fields[name])
+            for name in used
         }
         elements.append(element)
     return tuple(elements)
 
 
-def _installed_mib(
-    memory: Mapping[str, Any], dimms: tuple[Element, ...], enlisted_mib: object
-) -> float | int | None:
-    sizes = [size for d in dimms if (size := _number(d["size_mib"])) is not None]
+def _installed_mib(memory: Mapping[str, Any], enlisted_mib: object) -> float | int | None:
+    dimms = memory.get("dimms")
+    listed = dimms[:MAX_ELEMENTS] if isinstance(dimms, list) else []
+    sizes = [
+        size
+        for dimm in listed
+        if isinstance(dimm, Mapping) and (size := _number(dimm.get("size_mib"))) is not None
+    ]
     if sizes:
         return sum(sizes)
     total = _number(memory.get("total_mib"))

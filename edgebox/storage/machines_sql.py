@@ -21,6 +21,7 @@ from edgebox.domain.models import (
     NewMachine,
 )
 from edgebox.domain.power import PowerState
+from edgebox.storage import tags_sql
 
 MACHINE_COLUMNS = (
     "id, system_id, hostname, status, previous_status, arch, pool, zone, owner, locked, "
@@ -142,6 +143,7 @@ def insert_machine(conn: sqlite3.Connection, new: NewMachine, now: float) -> int
         "INSERT INTO interfaces (machine_id, mac, name, boot) VALUES (?, ?, ?, ?)",
         [(machine_id, i.mac, i.name, int(i.boot)) for i in new.interfaces],
     )
+    tags_sql.refuse_automatic(conn, new.tags)
     _set_tags(conn, machine_id, new.tags)
     return machine_id
 
@@ -168,9 +170,14 @@ def update_machine(
             sets.append("status_changed_at = ?")
             params.append(now)
     conn.execute(f"UPDATE machines SET {', '.join(sets)} WHERE id = ?", (*params, machine.id))
-    tags = set(machine.tags) if changes.tags is None else set(changes.tags)
+    before = set(machine.tags)
+    named = set(changes.add_tags) | set(changes.remove_tags) | (set(changes.tags or ()) - before)
+    tags_sql.refuse_automatic(conn, named)
+    tags = before
+    if changes.tags is not None:  # a replacement keeps the automatic tags it does not name
+        tags = set(changes.tags) | set(tags_sql.automatic_of(conn, before))
     tags = (tags | set(changes.add_tags)) - set(changes.remove_tags)
-    if tags != set(machine.tags):
+    if tags != before:
         conn.execute("DELETE FROM machine_tags WHERE machine_id = ?", (machine.id,))
         _set_tags(conn, machine.id, tuple(tags))
 
