@@ -83,6 +83,7 @@ class RunResult:
     acks: int = 0
     perfdhcp_rc: int | None = None
     perfdhcp_rate_line: float | None = None
+    server_cpu_s: float | None = None  # the server's user + system CPU during perfdhcp's run
     note: str = ""
 
     @property
@@ -92,6 +93,14 @@ class RunResult:
     @property
     def offered_per_s(self) -> float:
         return self.discovers / self.period if self.period else 0.0
+
+    @property
+    def cpu_us_per_dora(self) -> float | None:
+        """Server CPU per completed exchange: what a DORA costs the server, whatever the load
+        beside it (unlike DORA/s, which another busy process on its core drags down)."""
+        if self.server_cpu_s is None or not self.acks:
+            return None
+        return 1e6 * self.server_cpu_s / self.acks
 
     @property
     def failed_pct(self) -> float:
@@ -367,6 +376,11 @@ class RateSummary:
     def passed(self) -> bool:
         return bool(self.runs) and self.failed_pct < FAIL_THRESHOLD_PCT
 
+    @property
+    def cpu_us_per_dora(self) -> float | None:
+        figures = [c for r in self.runs if (c := r.cpu_us_per_dora) is not None]
+        return statistics.median(figures) if figures else None
+
 
 @dataclass
 class ServerSummary:
@@ -398,11 +412,15 @@ def one_run(bench: Bench, server: Server, rate: int, rep: int) -> RunResult:
             ),
         )
         limit = args.period + args.exit_wait_us / 1e6 + 30
+        cpu_before = process_cpu_seconds(server.proc)
         try:
             out = bench.lab.exec(bench.net.client_ns, argv, timeout=limit, check=False)
         except subprocess.TimeoutExpired:
             result.note = f"perfdhcp did not finish within {limit:g} s"
             return result
+        cpu_after = process_cpu_seconds(server.proc)
+        if cpu_before is not None and cpu_after is not None:
+            result.server_cpu_s = cpu_after - cpu_before
         (run_dir / "perfdhcp.out").write_text(out.stdout + out.stderr)
         result.perfdhcp_rc = out.returncode
         stats = parse_perfdhcp(out.stdout)
@@ -418,6 +436,22 @@ def one_run(bench: Bench, server: Server, rate: int, rep: int) -> RunResult:
         return result
     finally:
         server.stop()
+
+
+def process_cpu_seconds(proc: subprocess.Popen[Any] | None) -> float | None:
+    """utime + stime of a running process and all its threads (`/proc/PID/stat`).
+
+    The servers are started through `ip netns exec` and `taskset`, which both exec, so the
+    PID is the server's own. Forked children are not counted (none of the three forks).
+    """
+    if proc is None or proc.poll() is not None:
+        return None
+    try:
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_ladder(bench: Bench, name: str, rates: Sequence[int], deadline: float) -> ServerSummary:
@@ -454,7 +488,12 @@ def run_ladder(bench: Bench, name: str, rates: Sequence[int], deadline: float) -
             log(
                 f"{name:8} rate {rate:6}/s run {rep + 1}/{args.repeat}: "
                 f"{result.dora_per_s:8.1f} DORA/s, {result.failed_pct:6.2f} % failed "
-                f"(sent {result.discovers} DISCOVER, got {result.acks} ACK)"
+                f"(sent {result.discovers} DISCOVER, got {result.acks} ACK"
+                + (
+                    f"; server CPU {result.cpu_us_per_dora:.1f} µs/DORA)"
+                    if result.cpu_us_per_dora is not None
+                    else ")"
+                )
                 + (" [perfdhcp short of its rate]" if result.generator_short else "")
                 + (f" [{result.note}]" if result.note else "")
             )
@@ -514,9 +553,11 @@ def report(summaries: list[ServerSummary], rates: Sequence[int], args: argparse.
         best[s.name] = b.dora_per_s if b else None
         peak[s.name] = s.peak or None
         if b:
+            cpu = b.cpu_us_per_dora
+            cpu_text = f", server CPU {cpu:.1f} µs/DORA" if cpu is not None else ""
             lines.append(
                 f"  {s.name:8} {b.rate:>6}/s  ({b.dora_per_s:.0f} DORA/s, "
-                f"{b.failed_pct:.2f} % failed); peak {s.peak:.0f} DORA/s"
+                f"{b.failed_pct:.2f} % failed{cpu_text}); peak {s.peak:.0f} DORA/s"
             )
         else:
             lowest = min((r.rate for r in s.rates if r.runs), default=None)
@@ -623,10 +664,15 @@ def to_json(summaries: list[ServerSummary], args: argparse.Namespace) -> dict[st
                         "rate": r.rate,
                         "dora_per_s": r.dora_per_s,
                         "failed_pct": r.failed_pct,
+                        "cpu_us_per_dora": r.cpu_us_per_dora,
                         "skipped": r.skipped,
                         "runs": [
                             asdict(run)
-                            | {"dora_per_s": run.dora_per_s, "failed_pct": run.failed_pct}
+                            | {
+                                "dora_per_s": run.dora_per_s,
+                                "failed_pct": run.failed_pct,
+                                "cpu_us_per_dora": run.cpu_us_per_dora,
+                            }
                             for run in r.runs
                         ],
                     }
