@@ -17,6 +17,7 @@ from edgebox.cli.actions import ACTION_COMMANDS
 from edgebox.cli.context import CliContext
 from edgebox.cli.dhcp import dhcp
 from edgebox.cli.events import events
+from edgebox.cli.images import images
 from edgebox.cli.login import login, logout, status
 from edgebox.cli.machines import machines
 from edgebox.cli.power import power
@@ -57,6 +58,7 @@ for _command in ACTION_COMMANDS:
     machines.add_command(_command)
 for _command in (login, logout, status, machines, events, token, dhcp, power):
     cli.add_command(_command)
+cli.add_command(images)
 
 
 def main(argv: list[str] | None = None) -> int:

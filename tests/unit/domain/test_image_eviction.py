@@ -5,8 +5,15 @@ from __future__ import annotations
 from edgebox.domain.image_eviction import CachedImage, plan_eviction, used_bytes
 
 
-def img(image_id: str, files: dict[str, int], last_used: float, *, pinned: bool = False,
-        holders: int = 0, importing: bool = False) -> CachedImage:  # fmt: skip
+def img(
+    image_id: str,
+    files: dict[str, int],
+    last_used: float,
+    *,
+    pinned: bool = False,
+    holders: int = 0,
+    importing: bool = False,
+) -> CachedImage:
     return CachedImage(image_id, f"name-{image_id}", files, last_used, importing, pinned, holders)
 
 

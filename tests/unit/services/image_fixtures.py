@@ -38,8 +38,14 @@ class BuiltImage:
         return self.directory / "manifest.json"
 
 
-def build_image(directory: Path, key: KeyPair | None, name: str = "tiny", size: int = 300_000,
-                seed: bytes = b"", release: str = "1") -> BuiltImage:  # fmt: skip
+def build_image(
+    directory: Path,
+    key: KeyPair | None,
+    name: str = "tiny",
+    size: int = 300_000,
+    seed: bytes = b"",
+    release: str = "1",
+) -> BuiltImage:
     """A directory holding a random disk file and manifest.json, signed with `key` (None:
     an envelope without a signature)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -47,9 +53,15 @@ def build_image(directory: Path, key: KeyPair | None, name: str = "tiny", size: 
     disk = disk[:size]
     (directory / "disk.raw.zst").write_bytes(disk)
     manifest = ImageManifest(
-        name, "edgebox", release, "amd64", "raw", "zstd", "2026-11-26T05:38:53Z",
+        name,
+        "edgebox",
+        release,
+        "amd64",
+        "raw",
+        "zstd",
+        "2026-11-26T05:38:53Z",
         (ImageFile("disk", "disk.raw.zst", hashlib.sha256(disk).hexdigest(), len(disk)),),
-    )  # fmt: skip
+    )
     if key is None:
         envelope = json.loads(sign_manifest(manifest, load_private_key(_any_key(directory))))
         del envelope["signature"]
@@ -64,8 +76,9 @@ def _any_key(directory: Path) -> Path:
     return write_key_pair(directory / "throwaway").private_path
 
 
-def make_service(db: Database, clock: FakeClock, root: Path, key: KeyPair,
-                 budget: int = 0) -> ImageService:  # fmt: skip
+def make_service(
+    db: Database, clock: FakeClock, root: Path, key: KeyPair, budget: int = 0
+) -> ImageService:
     return ImageService(
         ImageSettings(trusted_keys=(str(key.public_path),), budget_bytes=budget),
         store=ImageStore(db),
@@ -86,13 +99,13 @@ async def running(service: ImageService) -> AsyncIterator[ImageService]:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def settled(service: ImageService, image_id: str, timeout: float = 20) -> ImageRecord:
+async def settled(service: ImageService, image_id: str, within: float = 20) -> ImageRecord:
     """Wait until an import ends either way."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         image = await service.resolve(image_id)
         if image.state != ImageState.IMPORTING:
             return image
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"import of {image_id} still running after {timeout}s")
+            raise AssertionError(f"import of {image_id} still running after {within}s")
         await asyncio.sleep(0.02)

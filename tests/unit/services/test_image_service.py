@@ -196,9 +196,12 @@ async def test_an_import_resumes_after_a_restart(
         image, _ = await first.import_image(source, "admin")
         async with running(first):
             for _ in range(500):
-                if files.ranges and (tmp_path / "cache" / "partial").exists() and any(
-                    (tmp_path / "cache" / "partial").iterdir()
-                ) and files.drops == 0:
+                if (
+                    files.ranges
+                    and (tmp_path / "cache" / "partial").exists()
+                    and any((tmp_path / "cache" / "partial").iterdir())
+                    and files.drops == 0
+                ):
                     break
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.2)
@@ -235,8 +238,10 @@ async def test_upstream_edgebox_serves_ready_files_and_manifests(
             async with running(downstream):
                 done = await settled(downstream, copy.id)
             assert done.state == ImageState.READY, done.error
-            assert done.source == {"upstream": str(upstream.make_url("/")).rstrip("/"),
-                                   "name": "tiny"}  # fmt: skip
+            assert done.source == {
+                "upstream": str(upstream.make_url("/")).rstrip("/"),
+                "name": "tiny",
+            }
             missing = downstream.source({"upstream": str(upstream.make_url("/")), "name": "nope"})
             with pytest.raises(ImageRefused, match="HTTP 404"):
                 await downstream.import_image(missing, "sync")

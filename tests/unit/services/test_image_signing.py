@@ -24,9 +24,15 @@ from edgebox.services.image_signing import (
 )
 
 MANIFEST = ImageManifest(
-    "tiny", "edgebox", "1", "amd64", "raw", "zstd", "2026-11-26T05:38:53Z",
+    "tiny",
+    "edgebox",
+    "1",
+    "amd64",
+    "raw",
+    "zstd",
+    "2026-11-26T05:38:53Z",
     (ImageFile("disk", "disk.raw.zst", "a" * 64, 1234),),
-)  # fmt: skip
+)
 
 
 def test_keygen_writes_a_private_pem_0600_and_a_public_pem(tmp_path: Path) -> None:
@@ -42,10 +48,12 @@ def test_keygen_writes_a_private_pem_0600_and_a_public_pem(tmp_path: Path) -> No
 
 def test_raw_32_byte_key_files_work_too(tmp_path: Path) -> None:
     key = Ed25519PrivateKey.generate()
-    raw_private = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                    serialization.NoEncryption())  # fmt: skip
-    raw_public = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                               serialization.PublicFormat.Raw)  # fmt: skip
+    raw_private = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    raw_public = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     (tmp_path / "k").write_bytes(raw_private)
     (tmp_path / "k.pub").write_bytes(raw_public)
     signed = parse_envelope(sign_manifest(MANIFEST, load_private_key(tmp_path / "k")))
@@ -92,7 +100,9 @@ def test_an_unknown_key_or_no_key_is_refused(tmp_path: Path) -> None:
     ours = write_key_pair(tmp_path / "ours")
     theirs = write_key_pair(tmp_path / "theirs")
     signed = parse_envelope(sign_manifest(MANIFEST, load_private_key(theirs.private_path)))
-    with pytest.raises(UntrustedImage, match=f"signed by key {theirs.key_id}, which is not trusted"):
+    with pytest.raises(
+        UntrustedImage, match=f"signed by key {theirs.key_id}, which is not trusted"
+    ):
         TrustedKeys.from_files([ours.public_path]).verify(signed)
     with pytest.raises(UntrustedImage, match="no trusted signing keys are configured"):
         TrustedKeys([]).verify(signed)
