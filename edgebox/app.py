@@ -48,6 +48,7 @@ from edgebox.services.loaders import check_loaders
 from edgebox.services.machine_service import MachineService
 from edgebox.services.power_service import PowerService
 from edgebox.services.secret_box import SecretBox, SecretError
+from edgebox.services.tag_service import TagService
 from edgebox.services.tftp_files import TftpFiles
 from edgebox.storage.auth_store import AuthStore
 from edgebox.storage.boot_store import BootStore
@@ -60,6 +61,7 @@ from edgebox.storage.machine_store import MachineStore
 from edgebox.storage.migrations import SchemaTooNew
 from edgebox.storage.power_store import PowerStore
 from edgebox.storage.site_store import SiteStore
+from edgebox.storage.tag_store import TagStore
 
 log = logging.getLogger("edgebox")
 
@@ -131,6 +133,7 @@ class Edgebox:
             site=site,
             version=__version__,
             dhcp=await self._dhcp(machines, events),
+            tags=TagService(TagStore(self.db)),
             power=self.power,
             images=self._images(),
         )

@@ -13,6 +13,7 @@ from edgebox.services.event_service import EventService
 from edgebox.services.image_service import ImageService
 from edgebox.services.machine_service import MachineService
 from edgebox.services.power_service import PowerService
+from edgebox.services.tag_service import TagService
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,7 @@ class ApiContext:
     site: Site
     version: str
     dhcp: DhcpService | None = None
+    tags: TagService | None = None
     power: PowerService | None = None
     images: ImageService | None = None
 

@@ -21,6 +21,7 @@ from edgebox.cli.images import images
 from edgebox.cli.login import login, logout, status
 from edgebox.cli.machines import machines
 from edgebox.cli.power import power
+from edgebox.cli.tags import tags
 from edgebox.cli.tokens import token
 
 _EPILOG = """\b
@@ -56,7 +57,7 @@ def cli(ctx: click.Context, url: str | None, token: str | None, json_output: boo
 
 for _command in ACTION_COMMANDS:
     machines.add_command(_command)
-for _command in (login, logout, status, machines, events, token, dhcp, power):
+for _command in (login, logout, status, machines, events, token, dhcp, power, tags):
     cli.add_command(_command)
 cli.add_command(images)
 

@@ -15,11 +15,13 @@ from edgebox.services.auth_service import AuthService
 from edgebox.services.event_bus import EventBus
 from edgebox.services.event_service import EventService
 from edgebox.services.machine_service import MachineService
+from edgebox.services.tag_service import TagService
 from edgebox.storage.auth_store import AuthStore
 from edgebox.storage.database import Database
 from edgebox.storage.event_store import EventStore
 from edgebox.storage.machine_store import MachineStore
 from edgebox.storage.site_store import SiteStore
+from edgebox.storage.tag_store import TagStore
 from tests.conftest import FakeClock
 
 
@@ -56,6 +58,7 @@ async def api(db: Database, clock: FakeClock) -> AsyncIterator[Api]:
         events=EventService(EventStore(db), bus),
         site=site,
         version="test",
+        tags=TagService(TagStore(db)),
     )
     admin = await auth.bootstrap_admin()
     assert admin is not None
