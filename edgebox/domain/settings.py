@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from edgebox.domain.commissioning_settings import CommissioningSettings
 from edgebox.domain.tftp_settings import TftpSettings, check_tftp_settings
 
 T = TypeVar("T")
@@ -186,6 +187,7 @@ class Settings:
     dhcp: DhcpSettings = DhcpSettings()
     boot: BootSettings = BootSettings()
     tftp: TftpSettings = field(default_factory=TftpSettings)
+    commissioning: CommissioningSettings = field(default_factory=CommissioningSettings)
     power: PowerSettings = PowerSettings()
     images: ImageSettings = ImageSettings()
 

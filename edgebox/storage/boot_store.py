@@ -90,7 +90,10 @@ class BootStore:
                 "INSERT INTO machine_inventory (machine_id, smbios_uuid, serial, data, "
                 "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (machine_id) DO UPDATE SET "
                 "smbios_uuid = excluded.smbios_uuid, serial = excluded.serial, "
-                "data = excluded.data, updated_at = excluded.updated_at",
+                # A commissioned inventory (richer, normalized) is kept until the next
+                # commissioning replaces it; enlistment's own is only the first guess.
+                "data = CASE WHEN commissioned_at IS NULL THEN excluded.data ELSE data END, "
+                "updated_at = excluded.updated_at",
                 (machine_id, identity.smbios_uuid, identity.serial, json.dumps(inventory), tx.now),
             )
             system_id = conn.execute(
