@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import errno
+import functools
 import logging
 import signal
 import socket
@@ -28,6 +30,7 @@ from edgebox.api.context import ApiContext
 from edgebox.api.server import build_api_app
 from edgebox.bootstrap.config_file import load_settings
 from edgebox.bootstrap.logs import setup_logging
+from edgebox.domain.hardware_bundle import parse_bundle
 from edgebox.domain.settings import ConfigError, ListenSettings, Settings
 from edgebox.net.dhcp_listener import DhcpListener
 from edgebox.net.machine_http import build_machine_app
@@ -37,6 +40,8 @@ from edgebox.services.auth_service import AuthService
 from edgebox.services.boot_resources import BootResourceError, BootResources
 from edgebox.services.boot_service import BootService
 from edgebox.services.clock import Clock, SystemClock
+from edgebox.services.commissioning_service import CommissioningService
+from edgebox.services.commissioning_watchdog import CommissioningWatchdog
 from edgebox.services.dhcp_service import DhcpService
 from edgebox.services.dhcp_subnets import SubnetRegistry
 from edgebox.services.event_bus import EventBus
@@ -46,7 +51,10 @@ from edgebox.services.image_signing import KeyFileError, TrustedKeys
 from edgebox.services.lease_writes import LeaseWriteBatcher
 from edgebox.services.loaders import check_loaders
 from edgebox.services.machine_service import MachineService
+from edgebox.services.pci_names import pci_name_lookup
 from edgebox.services.power_service import PowerService
+from edgebox.services.script_agent import ScriptAgent
+from edgebox.services.script_service import ScriptService
 from edgebox.services.secret_box import SecretBox, SecretError
 from edgebox.services.tag_service import TagService
 from edgebox.services.tftp_files import TftpFiles
@@ -60,6 +68,8 @@ from edgebox.storage.image_store import ImageStore
 from edgebox.storage.machine_store import MachineStore
 from edgebox.storage.migrations import SchemaTooNew
 from edgebox.storage.power_store import PowerStore
+from edgebox.storage.run_store import RunStore
+from edgebox.storage.script_store import ScriptStore
 from edgebox.storage.site_store import SiteStore
 from edgebox.storage.tag_store import TagStore
 
@@ -94,6 +104,8 @@ class Edgebox:
         self.boot: BootService | None = None
         self.power: PowerService | None = None
         self.images: ImageService | None = None
+        self.scripts: ScriptAgent | None = None
+        self.watchdog: CommissioningWatchdog | None = None
         db.on_commit(self.bus.publish)
 
     @classmethod
@@ -137,6 +149,7 @@ class Edgebox:
             power=self.power,
             images=self._images(),
         )
+        ctx = await self._commissioning(ctx)
         token = await auth.bootstrap_admin() if self.settings.auth.bootstrap_admin else None
         self.boot = self._boot(events)
         if ctx.dhcp is not None:
@@ -177,6 +190,31 @@ class Edgebox:
             clock=self.clock,
         )
         return self.images
+
+    async def _commissioning(self, ctx: ApiContext) -> ApiContext:
+        """Scripts (the built-ins brought up to date), commissioning and testing, the agent's
+        side of them, and their watchdog."""
+        settings = self.settings.commissioning
+        runs, script_store = RunStore(self.db), ScriptStore(self.db)
+        scripts = ScriptService(script_store)
+        await scripts.load_builtins()
+        self.watchdog = CommissioningWatchdog(settings, runs=runs, clock=self.clock)
+        self.scripts = ScriptAgent(
+            runs=runs,
+            scripts=script_store,
+            watchdog=self.watchdog,
+            parse_inventory=functools.partial(parse_bundle, pci_names=pci_name_lookup()),
+            tags=ctx.tags,
+        )
+        service = CommissioningService(
+            settings,
+            runs=runs,
+            machines=MachineStore(self.db),
+            watchdog=self.watchdog,
+            events=ctx.events,
+            power=self.power,
+        )
+        return dataclasses.replace(ctx, scripts=scripts, commissioning=service)
 
     def _boot(self, events: EventService) -> BootService:
         loaders = check_loaders(self.settings.loaders_dir)
@@ -231,6 +269,9 @@ class Edgebox:
                         services.append(group.create_task(self.power.run(), name="power"))
                     if self.images is not None:
                         services.append(group.create_task(self.images.run(), name="images"))
+                    if self.watchdog is not None:
+                        watchdog = group.create_task(self.watchdog.run(), name="watchdog")
+                        services.append(watchdog)
                     log.info(
                         "edgebox ready version=%s site_id=%s api=%s machine_http=%s db=%s",
                         __version__,
@@ -254,7 +295,9 @@ class Edgebox:
     @contextlib.asynccontextmanager
     async def _listeners(self, ctx: ApiContext) -> AsyncIterator[Listening]:
         api = web.AppRunner(build_api_app(ctx), shutdown_timeout=5.0)
-        machine_app = build_machine_app(self.boot, ctx.machines, images=ctx.images)
+        machine_app = build_machine_app(
+            self.boot, ctx.machines, scripts=self.scripts, images=ctx.images
+        )
         machine = web.AppRunner(machine_app, shutdown_timeout=5.0)
         await api.setup()
         await machine.setup()

@@ -8,11 +8,13 @@ from aiohttp import web
 
 from edgebox.domain.models import Site
 from edgebox.services.auth_service import AuthService
+from edgebox.services.commissioning_service import CommissioningService
 from edgebox.services.dhcp_service import DhcpService
 from edgebox.services.event_service import EventService
 from edgebox.services.image_service import ImageService
 from edgebox.services.machine_service import MachineService
 from edgebox.services.power_service import PowerService
+from edgebox.services.script_service import ScriptService
 from edgebox.services.tag_service import TagService
 
 
@@ -26,6 +28,8 @@ class ApiContext:
     dhcp: DhcpService | None = None
     tags: TagService | None = None
     power: PowerService | None = None
+    scripts: ScriptService | None = None
+    commissioning: CommissioningService | None = None
     images: ImageService | None = None
 
 

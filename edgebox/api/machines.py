@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from edgebox.api.commissioning import commissioning, run_request
 from edgebox.api.context import context
 from edgebox.api.errors import ApiError
 from edgebox.api.json_shapes import machine_json
@@ -24,9 +25,13 @@ from edgebox.domain.auth import Permission
 from edgebox.domain.identifiers import parse_mac
 from edgebox.domain.lifecycle import Action, Status
 from edgebox.domain.models import MachineChanges, MachineFilter
-from edgebox.services.machine_service import AVAILABLE_ACTIONS, ActionRequest
+from edgebox.services.commissioning_service import COMMISSIONING_ACTIONS
+from edgebox.services.machine_service import AVAILABLE_ACTIONS as MACHINE_ACTIONS
+from edgebox.services.machine_service import ActionRequest
 
 MAX_PAGE = 1000
+# commission, test and abort start and stop runs of scripts (commissioning_service.py).
+AVAILABLE_ACTIONS = (*MACHINE_ACTIONS, *COMMISSIONING_ACTIONS)
 
 
 def _mac(field: str, text: str) -> str:
@@ -125,9 +130,14 @@ async def machine_action(request: web.Request) -> web.Response:
         action = Action(name)
     except ValueError:
         action = None
-    if action is None or action not in AVAILABLE_ACTIONS:
-        available = ", ".join(a.value for a in AVAILABLE_ACTIONS)
+    running = AVAILABLE_ACTIONS if context(request).commissioning else MACHINE_ACTIONS
+    if action is None or action not in running:
+        available = ", ".join(a.value for a in running)
         raise ApiError(404, "not_found", f"no action {name!r}; available actions: {available}")
+    if action in COMMISSIONING_ACTIONS:
+        options = run_request(request, await json_object(request, {"comment", "tests"}))
+        machine = await commissioning(request).act(request.match_info["system_id"], action, options)
+        return web.json_response(machine_json(machine))
     body = await json_object(request, {"comment", "pool", "zone", "add", "remove"})
     action_request = ActionRequest(
         action=action,
@@ -249,6 +259,7 @@ ROUTES = [
                 "zone": STR,
                 "add": STR_LIST,
                 "remove": STR_LIST,
+                "tests": {**STR_LIST, "description": "commission, test: the tests to run"},
             },
             "additionalProperties": False,
         },

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edgebox.api import boot, dhcp, events, images, machines, power, system, tags, tokens
+from edgebox.api import (
+    boot,
+    commissioning,
+    dhcp,
+    events,
+    images,
+    machines,
+    power,
+    scripts,
+    system,
+    tags,
+    tokens,
+)
 from edgebox.api.context import CONTEXT, ApiContext
 from edgebox.api.errors import error_middleware
 from edgebox.api.openapi import build_openapi
@@ -13,6 +25,8 @@ from edgebox.api.routing import Route, register
 ROUTES: list[Route] = [
     *system.ROUTES,
     *machines.ROUTES,
+    *commissioning.ROUTES,
+    *scripts.ROUTES,
     *tags.ROUTES,
     *events.ROUTES,
     *tokens.ROUTES,

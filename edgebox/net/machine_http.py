@@ -4,7 +4,8 @@
 - `GET /boot-resources/<digest>/vmlinuz|initrd.gz` and `GET /loaders/<name>`: files, with
   Range support (aiohttp's FileResponse, sendfile underneath).
 - `POST /machine/v1/enlist|heartbeat|status`: the agent's API, authenticated by the per-boot
-  token from the kernel command line.
+  token from the kernel command line; the script calls of commissioning and testing are in
+  `script_http.py`.
 - `GET /images/<sha256>`, `GET /images/manifests/<name>`: the image cache (`image_http.py`).
 - `GET /health`.
 Every boot step is an event on the MAC's boot timeline.
@@ -22,9 +23,11 @@ from edgebox import __version__
 from edgebox.domain.identifiers import parse_mac
 from edgebox.domain.models import MachineFilter
 from edgebox.net.image_http import add_image_routes
+from edgebox.net.script_http import SCRIPT_AGENT, add_script_routes
 from edgebox.services.boot_service import AgentAuthError, AgentInputError, BootService
 from edgebox.services.image_service import ImageService
 from edgebox.services.machine_service import MachineService
+from edgebox.services.script_agent import ScriptAgent, boot_id
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,9 @@ async def agent_call(request: web.Request) -> web.Response:
     try:
         call = await boot.authenticate(token.strip() if scheme.lower() == "bearer" else None)
         body = await _agent_body(request)
+        scripts = request.app.get(SCRIPT_AGENT)
+        if request.match_info["call"] == "heartbeat" and scripts and scripts.serves(call):
+            return web.json_response(await scripts.heartbeat(call, boot_id(token.strip())))
         handler = {
             "enlist": boot.enlist,
             "heartbeat": boot.heartbeat,
@@ -130,12 +136,15 @@ async def agent_call(request: web.Request) -> web.Response:
 def build_machine_app(
     boot: BootService | None = None,
     machines: MachineService | None = None,
+    scripts: ScriptAgent | None = None,
     images: ImageService | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=4 * 1024 * 1024)
     if boot is not None and machines is not None:
         app[BOOT] = boot
         app[MACHINES] = machines
+        if scripts is not None:
+            add_script_routes(app, boot, scripts)
     app.router.add_get("/health", health)
     app.router.add_get("/boot/ipxe", ipxe_script)
     app.router.add_get(

@@ -17,6 +17,7 @@ SAMPLES = {
     "cidr": "10.0.0.0/24",
     "ip": "10.0.0.5",
     "name": "gpu",
+    "result_id": "1",
 }
 
 
