@@ -14,6 +14,7 @@ import click
 
 from edgebox import __version__
 from edgebox.cli.actions import ACTION_COMMANDS
+from edgebox.cli.commissioning import COMMISSIONING_COMMANDS
 from edgebox.cli.context import CliContext
 from edgebox.cli.dhcp import dhcp
 from edgebox.cli.events import events
@@ -21,6 +22,7 @@ from edgebox.cli.images import images
 from edgebox.cli.login import login, logout, status
 from edgebox.cli.machines import machines
 from edgebox.cli.power import power
+from edgebox.cli.scripts import scripts
 from edgebox.cli.tags import tags
 from edgebox.cli.tokens import token
 
@@ -60,6 +62,9 @@ for _command in ACTION_COMMANDS:
 for _command in (login, logout, status, machines, events, token, dhcp, power, tags):
     cli.add_command(_command)
 cli.add_command(images)
+cli.add_command(scripts)
+for _command in COMMISSIONING_COMMANDS:
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:
