@@ -1,0 +1,120 @@
+"""scripts/build-image --tiny: a signed raw image that imports, and whose disk boots to its
+marker under SeaBIOS (MBR -> SYSLINUX) and under OVMF (\\EFI\\BOOT\\BOOTX64.EFI, a UKI)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from edgebox.domain.image_manifest import parse_envelope
+from edgebox.lab.vm import OVMF_CODE, OVMF_VARS
+from edgebox.services.image_signing import TrustedKeys, write_key_pair
+from tests.lab import skip_unless_lab
+
+pytestmark = [pytest.mark.slow, pytest.mark.root]
+
+ROOT = Path(__file__).resolve().parents[2]
+MARKER = "EDGEBOX-DEPLOYED-OK"
+TOOLS = ("qemu-system-x86_64", "zstd", "syslinux", "mcopy", "mkfs.vfat", "sfdisk", "objcopy")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    skip_unless_lab(*TOOLS)
+    work = tmp_path_factory.mktemp("tiny")
+    key = write_key_pair(work / "builder")
+    started = time.monotonic()
+    built = subprocess.run(
+        [
+            str(ROOT / "scripts" / "build-image"),
+            "--tiny",
+            "--key",
+            str(key.private_path),
+            "--out",
+            str(work / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    print(f"build-image --tiny took {time.monotonic() - started:.1f} s")
+    out = Path(built.stdout.strip().splitlines()[-1])
+    raw = work / "disk.raw"
+    subprocess.run(["zstd", "-dqf", str(out / "disk.raw.zst"), "-o", str(raw)], check=True)
+    return out, key.public_path
+
+
+def test_the_manifest_is_signed_and_describes_the_disk(tiny: tuple[Path, Path]) -> None:
+    out, public = tiny
+    signed = parse_envelope((out / "manifest.json").read_bytes())
+    assert TrustedKeys.from_files([public]).verify(signed)
+    m = signed.manifest
+    assert (m.name, m.kind, m.compression, m.disk.name) == (
+        "edgebox-tiny",
+        "raw",
+        "zstd",
+        "disk.raw.zst",
+    )
+    assert m.disk.size == (out / "disk.raw.zst").stat().st_size
+    assert json.loads((out / "manifest.json").read_text())["signature"]["alg"] == "ed25519"
+
+
+def boot(disk: Path, firmware: str, work: Path) -> str:
+    argv = [
+        "qemu-system-x86_64",
+        "-machine",
+        "q35,accel=tcg",
+        "-cpu",
+        "max",
+        "-m",
+        "256",
+        "-nographic",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-net",
+        "none",
+        "-drive",
+        f"file={disk},if=none,id=d0,format=raw,snapshot=on",
+        "-device",
+        "virtio-blk-pci,drive=d0,bootindex=1",
+    ]
+    if firmware == "uefi":
+        vars_copy = work / "OVMF_VARS.fd"
+        shutil.copyfile(OVMF_VARS, vars_copy)
+        argv += [
+            "-drive",
+            f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+            "-drive",
+            f"if=pflash,format=raw,file={vars_copy}",
+        ]
+    console = work / f"{firmware}.console"
+    with console.open("wb") as sink:
+        proc = subprocess.Popen(
+            argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        try:
+            proc.wait(timeout=240)  # /init powers off after printing the marker
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    return console.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_the_disk_boots_on_both_firmwares(
+    tiny: tuple[Path, Path], firmware: str, tmp_path: Path
+) -> None:
+    out, _ = tiny
+    text = boot(out.parent / "disk.raw", firmware, tmp_path)
+    assert f"{MARKER} firmware={firmware}" in text, text[-3000:]
+    if firmware == "bios":
+        assert "SYSLINUX" in text
