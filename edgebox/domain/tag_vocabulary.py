@@ -13,8 +13,8 @@ guessed, so the evaluator meets only the types the parser checked the expression
 
 A few fields are derived, because the raw units make natural conditions awkward:
 `memory_gib` (and `memory_mib`) is the installed memory — the sum of the DIMM sizes when the
-inventory lists DIMMs with sizes, else `memory.total_mib` — so that a 256 GiB machine is
-`memory_gib >= 256` even though the kernel's MemTotal is a few percent lower. `disk.size_gib`
+inventory lists DIMMs that all have a size, else `memory.total_mib` — so that a 256 GiB machine
+is `memory_gib >= 256` even though the kernel's MemTotal is a few percent lower. `disk.size_gib`
 is binary (2^30 bytes), `disk.size_gb` decimal (10^9 bytes, as disks are labelled);
 `nic.speed_gbps` and `dimm.size_gib` likewise.
 
@@ -252,14 +252,15 @@ def _elements(value: object, collection: str, used: Collection[str]) -> tuple[El
 
 
 def _installed_mib(memory: Mapping[str, Any], enlisted_mib: object) -> float | int | None:
+    """The DIMMs' sizes added up when every listed DIMM has one (the rule of
+    `hardware_bundle.memory_of`, which then reports the same as total_mib), else total_mib,
+    else what the enlistment inventory said."""
     dimms = memory.get("dimms")
     listed = dimms[:MAX_ELEMENTS] if isinstance(dimms, list) else []
     sizes = [
-        size
-        for dimm in listed
-        if isinstance(dimm, Mapping) and (size := _number(dimm.get("size_mib"))) is not None
+        _number(dimm.get("size_mib")) if isinstance(dimm, Mapping) else None for dimm in listed
     ]
-    if sizes:
-        return sum(sizes)
+    if sizes and None not in sizes:
+        return sum(size for size in sizes if size is not None)
     total = _number(memory.get("total_mib"))
     return total if total is not None else _number(enlisted_mib)

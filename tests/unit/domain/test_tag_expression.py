@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edgebox.domain.hardware_bundle import parse_bundle
 from edgebox.domain.tag_ast import Field, Quantified, Quantifier
 from edgebox.domain.tag_expression import (
     MAX_DEPTH,
@@ -253,6 +254,44 @@ def test_derived_fields_and_the_enlistment_inventory() -> None:
     assert context.collections["nic"][0]["speed_gbps"] == 10
     assert context.collections["dimm"][0]["size_gib"] == 1.5
     assert tag_context({"memory_mib": 3072}).fields["memory_gib"] == 3
+
+
+def test_memory_falls_back_to_total_mib_when_a_dimm_size_is_unknown() -> None:
+    memory = {"total_mib": 3000, "dimms": [{"size_mib": 1024}, {"size_mib": None}]}
+    assert tag_context({"memory": memory}).fields["memory_mib"] == 3000
+
+
+def test_the_language_reads_what_the_bundle_parser_writes() -> None:
+    """The contract's two sides: `parse_bundle` output (§2) is what definitions see."""
+    gpu = "/sys/bus/pci/devices/0000:41:00.0/"
+    text = "".join(
+        [
+            "=== /proc/cpuinfo\n",
+            "processor\t: 0\nphysical id\t: 0\ncpu cores\t: 2\nmodel name\t: AMD EPYC 7543\n"
+            "flags\t\t: fpu sse2 avx2\n\n",
+            "processor\t: 1\nphysical id\t: 0\ncpu cores\t: 2\nmodel name\t: AMD EPYC 7543\n"
+            "flags\t\t: fpu sse2 avx2\n",
+            "=== /proc/meminfo\nMemTotal:        8388608 kB\n",
+            "=== command uname -m\nx86_64\n",
+            "=== /sys/class/dmi/id/sys_vendor\nDell Inc.\n",
+            "=== /sys/block/nvme0n1/size\n1875385008\n",
+            "=== /sys/block/nvme0n1/queue/rotational\n0\n",
+            "=== link /sys/block/nvme0n1\n/sys/devices/pci0000:00/0000:00:01.1/0000:01:00.0/"
+            "nvme/nvme0/nvme0n1\n",
+            f"=== {gpu}vendor\n0x10de\n=== {gpu}device\n0x20b5\n=== {gpu}class\n0x030200\n",
+        ]
+    )
+    inventory = parse_bundle(text)
+    for expression, expected in [
+        ('gpu.vendor == "nvidia" and pci.vendor_id == "10de"', True),
+        ('any(disk.type == "nvme" and disk.size_gb > 900 and not disk.rotational)', True),
+        ("memory_gib == 8 and cpu.threads == 2 and cpu.sockets == 1", True),
+        ('"avx2" in cpu.flags and cpu.model matches "EPYC 7[0-9]{3}"', True),
+        ('arch == "x86_64" and system.vendor == "Dell Inc."', True),
+        ("count(gpu) == 1 and count(nic) == 0 and bmc.present == false", True),
+        ('firmware.type == "uefi"', False),
+    ]:
+        assert holds(expression, inventory) is expected, (expression, inventory)
 
 
 def test_every_vocabulary_name_parses_and_evaluates() -> None:
