@@ -28,11 +28,15 @@ from tests.integration.ephemeral_lab import (
     Ephemeral,
     MachineApi,
     Plan,
+    VmSpec,
     api_argv,
     api_started,
+    boot_vm,
     build_ephemeral,
+    start_api,
+    start_dnsmasq,
 )
-from tests.lab import skip_unless_lab, stop_process
+from tests.lab import Lab, skip_unless_lab, stop_process
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -316,3 +320,141 @@ def test_builtin_scripts_on_the_host(agent: AgentRun, serve: Any, tmp_path: Path
         total_kib = int(f.readline().split()[1])
     if not inventory["memory"]["dimms"]:
         assert inventory["memory"]["total_mib"] == total_kib // 1024
+
+
+# -- in a VM --------------------------------------------------------------------------------------
+
+VM_TIMEOUT = 300  # seconds from QEMU start to its exit: boot ~20-30 s, the scripts ~60 s (TCG)
+SPEC = VmSpec(
+    name="cmsn",
+    mac="52:54:00:eb:e1:01",
+    disk_bytes=2 << 30,
+    disk_serial="EBDISK0001",
+    extra_disks=(("virtio-blk-pci", 3 << 30, "EBDISK0002"), ("nvme", 1 << 30, "EBNVME0001")),
+    extra_nics=(("e1000", "52:54:00:eb:e1:02"),),
+    bmc=True,
+)
+DISKS = {"vda": (2 << 30, "EBDISK0001"), "vdb": (3 << 30, "EBDISK0002"),
+         "nvme0n1": (1 << 30, "EBNVME0001")}  # fmt: skip
+
+
+def vm_plan(directory: Path) -> Plan:
+    lines = [
+        Line("inv", "any", 120, "edgebox-inventory", "edgebox-inventory"),
+        Line(
+            "cpu", "disabled", 120, "cpu-stress", "cpu-stress", (("EDGEBOX_PARAM_DURATION", "3"),)
+        ),
+        Line("mem", "disabled", 300, "memory-test", "memory-test"),
+        # After a `disabled` one, both slots (two CPUs) are free: the windows run together.
+        Line("win-a", "any", 60, "window-a", "window"),
+        Line("win-b", "any", 60, "window-b", "window"),
+    ]  # fmt: skip
+    for disk in DISKS:
+        device = (("EDGEBOX_DEVICE", f"/dev/{disk}"), ("EDGEBOX_PARAM_SIZE_MIB", "64"))
+        lines.append(Line(f"read-{disk}", "instance", 120, "disk-read", "disk-read", device))
+        lines.append(Line(f"smart-{disk}", "any", 60, "smart-check", "smart-check", device[:1]))
+    lines += [
+        Line("net", "instance", 120, "network-throughput", "network-throughput",
+             (("EDGEBOX_PARAM_SIZE_MIB", "16"),)),
+        Line("gpu", "any", 60, "gpu-presence", "gpu-presence"),
+        Line("fails", "any", 60, "fails", "fails"),
+        Line("sleeper", "any", 3, "sleeper", "sleeper"),
+    ]  # fmt: skip
+    return write_plan(lines, directory)
+
+
+def check_vm_inventory(inventory: dict[str, Any]) -> None:
+    """The parsed bundle against how QEMU was told to build the VM."""
+    assert inventory["system"] == {
+        "vendor": SPEC.vendor, "product": SPEC.product, "serial": SPEC.serial, "uuid": SPEC.uuid,
+    }  # fmt: skip
+    cpu = inventory["cpu"]
+    assert (cpu["sockets"], cpu["cores"], cpu["threads"], cpu["arch"]) == (1, 2, 2, "x86_64")
+    assert cpu["model"] and "sse2" in cpu["flags"], cpu
+    # QEMU describes its RAM as one SMBIOS memory device per 16 GiB.
+    [dimm] = inventory["memory"]["dimms"]
+    assert dimm["size_mib"] == SPEC.memory_mib and dimm["manufacturer"] == "QEMU", dimm
+    assert inventory["memory"]["total_mib"] == SPEC.memory_mib
+    disks = {d["name"]: d for d in inventory["disks"]}
+    assert set(disks) == set(DISKS), disks
+    for name, (size, serial) in DISKS.items():
+        disk = disks[name]
+        assert (disk["size_bytes"], disk["serial"]) == (size, serial), disk
+        assert disk["type"] == ("nvme" if name.startswith("nvme") else "virtual"), disk
+        assert disk["logical_sector"] == 512, disk
+        assert re.fullmatch(r"0000:00:[0-9a-f]{2}\.0", disk["pci_address"] or ""), disk
+    assert disks["nvme0n1"]["model"] == "QEMU NVMe Ctrl", disks["nvme0n1"]
+    assert disks["nvme0n1"]["firmware"], disks["nvme0n1"]
+    nics = {n["mac"]: n for n in inventory["nics"]}
+    assert set(nics) == {SPEC.mac, SPEC.extra_nics[0][1]}, nics
+    assert nics[SPEC.mac]["driver"] == "virtio_net" and nics[SPEC.mac]["link"] is True
+    assert nics[SPEC.extra_nics[0][1]]["driver"] == "e1000"
+    pci = {d["address"]: d for d in inventory["pci"]}
+    for nic in nics.values():
+        assert pci[nic["pci_address"]]["kind"] == "network", (nic, pci)
+    assert pci[disks["nvme0n1"]["pci_address"]]["kind"] == "storage"
+    assert pci[disks["nvme0n1"]["pci_address"]]["driver"] == "nvme"
+    # q35's standard VGA (1234:1111) is a display device, not a GPU.
+    assert [d["vendor_id"] for d in pci.values() if d["class_id"].startswith("03")] == ["1234"]
+    assert inventory["gpus"] == []
+    assert inventory["firmware"]["type"] == "bios" and inventory["firmware"]["secure_boot"] is False
+    assert inventory["firmware"]["vendor"], inventory["firmware"]
+    assert inventory["bmc"] == {"present": True, "type": "ipmi"}
+
+
+def test_vm_commissions_with_the_builtin_scripts(ephemeral: Ephemeral, tmp_path: Path) -> None:
+    plan = vm_plan(tmp_path / "plan")
+    with Lab() as lab:
+        net = lab.two_hosts(server_addr="10.231.0.1/24", bridge=True)
+        start_dnsmasq(lab, net)
+        api = start_api(lab, net, 5248, TOKEN, ["continue", "poweroff"], SPEC.name, plan)
+        append = (
+            f"console=ttyS0 edgebox.url={api.url} edgebox.token={TOKEN} "
+            f"edgebox.purpose=commission edgebox.heartbeat=5 edgebox.mac={SPEC.mac}"
+        )
+        started = time.monotonic()
+        vm = boot_vm(lab, net, SPEC, ephemeral, append, tmp_path)
+        try:
+            rc = vm.proc.wait(timeout=VM_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"VM still running; console:\n{vm.output()[-4000:]}") from None
+        took = time.monotonic() - started
+        assert rc == 0, vm.output()[-4000:]
+        bundle = (api.uploaded("inv", "stdout") or b"").decode()
+        (tmp_path / "bundle.txt").write_text(bundle)
+        markers = vm.markers()
+        context = f"markers {markers}; console:\n{vm.output()[-3000:]}"
+        assert markers[2:5] == ["agent start", "enlisted abc123", "plan 15 scripts"], context
+        assert markers[-2:] == ["scripts done", "poweroff"], context
+        verdicts = sorted(m for m in markers if m.startswith("script "))
+        assert verdicts == sorted(
+            ["script edgebox-inventory passed", "script cpu-stress passed",
+             "script memory-test passed", *["script disk-read passed"] * 3,
+             *["script smart-check skipped"] * 3, "script network-throughput passed",
+             "script gpu-presence skipped", "script fails failed", "script sleeper timedout",
+             "script window-a passed", "script window-b passed"]
+        ), context  # fmt: skip
+
+        assert done_of(api, "fails")["exit_code"] == 1
+        assert api.uploaded("fails", "stderr") == b"boom: disk on fire\n"
+        assert done_of(api, "sleeper")["timed_out"] is True
+        assert overlap(window(api, "win-a"), window(api, "win-b"))
+        results = {
+            r["path"].split("/")[4]: (
+                api.uploaded(r["path"].split("/")[4], "result") or b""
+            ).decode()
+            for r in api.requests()
+            if r["path"].endswith("/done")
+        }
+        for disk in DISKS:
+            assert "  bytes: 67108864\n" in results[f"read-{disk}"], results[f"read-{disk}"]
+            smart = (api.uploaded(f"smart-{disk}", "stdout") or b"").decode()
+            why = "smartctl is not in this environment" if disk[:4] == "nvme" else "virtio disk"
+            assert why in smart, smart
+        assert "  bytes: 16777216\n" in results["net"], results["net"]
+        assert re.search(r"rounds: [1-9]", results["cpu"]), results["cpu"]
+        assert "status: passed" in results["mem"], results["mem"]
+        assert "gpus_seen: 0" in results["gpu"], results["gpu"]
+        figures = {k: re.findall(r"(\w+_per_s): ([0-9.]+)", v) for k, v in results.items()}
+        print(f"VM commissioned in {took:.0f}s; figures {figures}; bundle {tmp_path}/bundle.txt")
+        check_vm_inventory(parse_bundle(bundle))
