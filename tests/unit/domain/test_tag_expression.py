@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -307,6 +308,19 @@ def test_every_vocabulary_name_parses_and_evaluates() -> None:
             assert holds(f"{collection}.{field} == null", GPU_SERVER) in (True, False)
             root = parse_tag_expression(f"any({collection}.{field} != null)").root
             assert isinstance(root, Quantified) and root.collection == collection
+
+
+def test_the_user_documentation_lists_every_name_and_its_examples_parse() -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "tags.md").read_text()
+    for name in FIELDS:
+        assert f"`{name}`" in doc, name
+    for collection, fields in COLLECTIONS.items():
+        row = next(line for line in doc.splitlines() if line.startswith(f"| `{collection}` |"))
+        assert all(f"`{field}`" in row for field in fields), collection
+    examples = doc.split("## Examples", 1)[1].split("```")[1].strip().splitlines()
+    assert len(examples) >= 5
+    for example in examples:
+        assert holds(example, GPU_SERVER) in (True, False)
 
 
 def test_the_tree_is_immutable() -> None:
