@@ -210,9 +210,11 @@ def cpu_of(b: Bundle) -> dict[str, Any]:
 def _smbios(b: Bundle, kind: int) -> list[Any]:
     entries = "/sys/firmware/dmi/entries/"
     found = []
-    for name in b.children(entries):
+    # TYPE-N, N in table order: 17-2 before 17-10.
+    names = [n for n in b.children(entries) if re.fullmatch(rf"{kind}-\d+", n)]
+    for name in sorted(names, key=lambda n: int(n.split("-")[1])):
         raw = b.hex.get(f"{entries}{name}/raw")
-        if raw is None or not name.startswith(f"{kind}-"):
+        if raw is None:
             continue
         try:
             found.append(parse_structure(raw))
