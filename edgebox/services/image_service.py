@@ -16,7 +16,6 @@ kept in memory for the API.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from edgebox.services.image_sources import (
     LocalSource,
     source_from_json,
 )
+from edgebox.services.image_verify import FileCheck, check_image
 from edgebox.storage.image_files import ImageFiles
 from edgebox.storage.image_store import ImageRecord, ImageState, ImageStore
 
@@ -68,13 +68,6 @@ class ProgressView:
     done: int
     total: int
     bytes_per_second: int
-
-
-@dataclass(frozen=True, slots=True)
-class FileCheck:
-    name: str
-    sha256: str
-    status: str  # ok, missing, damaged
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,20 +362,10 @@ class ImageService:
         """Check the signature against today's trusted keys and re-hash every file. A bad
         image becomes failed (never served or deployed); importing it again repairs it."""
         image = await self.resolve(ref)
-        try:
-            self._trusted.verify(image.signed)
-            signature = "ok"
-        except UntrustedImage as exc:
-            signature = str(exc)
-        checks = []
-        for file in image.manifest.files:
-            status = await asyncio.to_thread(self._check_file, file.sha256, file.size)
-            checks.append(FileCheck(file.name, file.sha256, status))
-        ok = signature == "ok" and all(c.status == "ok" for c in checks)
-        if not ok and image.state == ImageState.READY:
-            bad = [f"{c.name} {c.status}" for c in checks if c.status != "ok"]
-            why = "; ".join([*bad, *([] if signature == "ok" else [signature])])
-            for check in checks:
+        found = await check_image(image.signed, self.files, self._trusted)
+        if not found.ok and image.state == ImageState.READY:
+            why = found.summary()
+            for check in found.files:
                 if check.status == "damaged":
                     await asyncio.to_thread(self.files.remove, check.sha256)
             image = await self._store.finish(
@@ -396,19 +379,7 @@ class ImageService:
                     EventLevel.ERROR,
                 ),
             )
-        return VerifyReport(image, ok, signature, tuple(checks))
-
-    def _check_file(self, sha256: str, size: int) -> str:
-        path = self.files.path(sha256)
-        digest = hashlib.sha256()
-        try:
-            with path.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-        except FileNotFoundError:
-            return "missing"
-        ok = digest.hexdigest() == sha256 and path.stat().st_size == size
-        return "ok" if ok else "damaged"
+        return VerifyReport(image, found.ok, found.signature, found.files)
 
     # -- use by deploys ----------------------------------------------------------------------
 
