@@ -63,7 +63,6 @@ Every refusal is a `TagExpressionError` naming the column and what was expected.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -86,15 +85,10 @@ from edgebox.domain.tag_ast import (
     evaluate,
 )
 from edgebox.domain.tag_lexer import MAX_LENGTH, Kind, TagExpressionError, Token, tokenize
+from edgebox.domain.tag_names import resolve_name
 from edgebox.domain.tag_regex import UnsafePattern, safe_pattern
 from edgebox.domain.tag_types import Type, Typed, described, free_collections, type_of
-from edgebox.domain.tag_vocabulary import (
-    COLLECTIONS,
-    FIELDS,
-    TagContext,
-    all_names,
-    tag_context,
-)
+from edgebox.domain.tag_vocabulary import TagContext, tag_context
 
 __all__ = [
     "MAX_DEPTH",
@@ -447,37 +441,7 @@ class _Parser:
                 f"unknown function {dotted!r}; the functions are any(), all() and count()",
                 first.column,
             )
-        return _resolve(dotted, first.column)
-
-
-def _resolve(name: str, column: int) -> Typed:
-    head, _, rest = name.partition(".")
-    if head in COLLECTIONS:
-        if not rest:
-            return Typed(None, Type.COLLECTION, column, name, collection=head)
-        kind = COLLECTIONS[head].get(rest)
-        if kind is not None:
-            return Typed(Field(rest, head), Type[kind.name], column, name)
-    elif name in FIELDS:
-        return Typed(Field(name), Type[FIELDS[name].name], column, name)
-    raise TagExpressionError(column, _unknown(name))
-
-
-def _unknown(name: str) -> str:
-    if name.lower() in ("true", "false", "null", "and", "or", "not", "in", "matches"):
-        return f"unknown name {name!r}; keywords are lowercase: {name.lower()}"
-    if name == "None":
-        return "unknown name 'None'; an unknown value is null"
-    group = sorted(f for f in FIELDS if f.startswith(name + "."))
-    if group:
-        return f"{name} is a group of fields, not a value; use one of {', '.join(group)}"
-    close = difflib.get_close_matches(name, all_names(), n=1, cutoff=0.6)
-    if close:
-        return f"unknown name {name!r}; did you mean {close[0]!r}?"
-    return (
-        f"unknown name {name!r}; names are fields such as memory_gib, cpu.cores or "
-        "firmware.type, and the collections disk, nic, gpu, pci and dimm"
-    )
+        return resolve_name(dotted, first.column)
 
 
 def _literal(token: Token) -> str | int | float | bool:

@@ -295,6 +295,28 @@ def test_the_language_reads_what_the_bundle_parser_writes() -> None:
         assert holds(expression, inventory) is expected, (expression, inventory)
 
 
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ('any(disk.type == "nvme" and disk.size_gib == 1)', True),
+        ('count(disk.type == "virtual") == 2 and all(disk.size_gb < 4)', True),
+        ('any(nic.driver == "e1000" and nic.speed_gbps == 1 and nic.link)', True),
+        ("nic.speed_mbps == null", True),  # virtio_net reports no speed
+        ("memory_gib == 0.5 and count(dimm) == 1", True),
+        ("count(gpu) == 0", True),  # the QEMU display is not counted as a GPU
+        ('pci.vendor_id == "1af4" and pci.kind == "storage"', True),
+        ('"avx2" in cpu.flags and cpu.threads == 2', True),
+        ('system.product == "EphemeralTest" and system.vendor matches "^Edgebox"', True),
+        ('firmware.type == "bios" and firmware.secure_boot == false', True),
+        ('bmc.present and bmc.type == "ipmi"', True),
+        ('firmware.type == "uefi" or any(gpu)', False),
+    ],
+)
+def test_definitions_over_a_captured_qemu_bundle(expression: str, expected: bool) -> None:
+    capture = Path(__file__).parent / "hardware_bundles" / "qemu-q35-bios.txt"
+    assert holds(expression, parse_bundle(capture.read_text())) is expected
+
+
 def test_every_vocabulary_name_parses_and_evaluates() -> None:
     samples = {"a number": "0", "a string": '""', "a boolean": "true"}
     for name, kind in FIELDS.items():
