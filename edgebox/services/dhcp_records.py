@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from edgebox.domain.dhcp import LeaseRecord, LeaseState
 from edgebox.wire.dhcp import format_ipv4
@@ -15,9 +15,8 @@ from edgebox.wire.dhcp.leases import Lease
 from edgebox.wire.dhcp.leases import LeaseState as WireState
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A datagram to send on the link it belongs to."""
+class Outgoing(NamedTuple):
+    """A datagram to send on the link it belongs to (a tuple: one per reply, built fast)."""
 
     data: bytes
     ip: str

@@ -25,6 +25,7 @@ PXE_CLIENT = "PXEClient"
 HTTP_CLIENT = "HTTPClient"
 _VENDOR_CLASS = 60
 _IPXE_ENCAP = 175
+_USER_CLASS = USER_CLASS.code
 
 
 class BootKind(enum.StrEnum):
@@ -62,11 +63,17 @@ def choose_boot(msg: DhcpMessage, boot: BootFiles | None) -> BootChoice | None:
     return decision if isinstance(decision, BootChoice) else None
 
 
+_NOT_NETWORK_BOOT = NoBoot("not a network-boot client (no PXEClient/HTTPClient, not iPXE)", False)
+
+
 def decide_boot(msg: DhcpMessage, boot: BootFiles | None) -> BootChoice | NoBoot:
-    vendor_class = _vendor_class(msg.options.get(_VENDOR_CLASS, b""))
+    options = msg.options
+    if _VENDOR_CLASS not in options and _IPXE_ENCAP not in options and _USER_CLASS not in options:
+        return _NOT_NETWORK_BOOT  # most requests: checked first, with no decoding at all
+    vendor_class = _vendor_class(options.get(_VENDOR_CLASS, b""))
     ipxe = _is_ipxe(msg)
     if vendor_class is None and not ipxe:
-        return NoBoot("not a network-boot client (no PXEClient/HTTPClient, not iPXE)", False)
+        return _NOT_NETWORK_BOOT
     if boot is None:
         return NoBoot("the subnet has no boot configuration", True)
     try:

@@ -19,6 +19,7 @@ from edgebox.wire.dhcp.options import END, OPTION_OVERLOAD, PAD
 
 # op htype hlen hops | xid | secs flags | ciaddr yiaddr siaddr giaddr | chaddr sname file | cookie
 _HEADER = struct.Struct("!BBBBIHHIIII16s64s128s4s")
+HEADER = _HEADER  # for reply templates, which pack the header themselves
 HEADER_SIZE = _HEADER.size  # 240
 MAGIC_COOKIE = b"\x63\x82\x53\x63"  # RFC 2131 section 3: 99.130.83.99
 # RFC 1542 section 3.4 (BOOTP's 300-byte minimum); some PXE ROMs and relays drop shorter.
@@ -152,18 +153,22 @@ def encode_message(msg: DhcpMessage) -> bytes:
         raise ValueError(f"cannot encode DHCP header of xid {msg.xid!r}: {exc}") from exc
     parts = [header]
     for code, value in msg.options.items():
-        if not PAD < code < END or code == OPTION_OVERLOAD:
-            raise ValueError(f"option code {code} cannot be encoded as an option")
-        if len(value) <= 255:
-            parts.append(bytes((code, len(value))))
-            parts.append(value)
-        else:
-            for chunk in range(0, len(value), 255):  # RFC 3396: split, joined again on decode
-                piece = value[chunk : chunk + 255]
-                parts.append(bytes((code, len(piece))))
-                parts.append(piece)
+        parts.append(encode_option(code, value))
     parts.append(b"\xff")
     packet = b"".join(parts)
     if len(packet) < MIN_PACKET_SIZE:
         packet += bytes(MIN_PACKET_SIZE - len(packet))
     return packet
+
+
+def encode_option(code: int, value: bytes) -> bytes:
+    """One option as TLVs: a value over 255 bytes becomes several (RFC 3396), joined again
+    on decode. `ValueError` for Pad, End and Overload, which are not options with a value."""
+    if not PAD < code < END or code == OPTION_OVERLOAD:
+        raise ValueError(f"option code {code} cannot be encoded as an option")
+    if len(value) <= 255:
+        return bytes((code, len(value))) + value
+    return b"".join(
+        bytes((code, len(piece))) + piece
+        for piece in (value[chunk : chunk + 255] for chunk in range(0, len(value), 255))
+    )

@@ -17,6 +17,9 @@ HTYPE_ETHERNET = 1
 FLAG_BROADCAST = 0x8000  # RFC 2131 4.1: the client cannot take unicast before it has an IP
 
 _OP_NAMES = {BOOTREQUEST: "BOOTREQUEST", BOOTREPLY: "BOOTREPLY"}
+# Option 53's bytes -> its value: read on every packet, and a dict lookup costs a tenth of
+# `MESSAGE_TYPE.decode` (a length check and an enum call).
+_MESSAGE_TYPES = {bytes((kind,)): kind for kind in MessageType}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -62,7 +65,11 @@ class DhcpMessage:
     @property
     def message_type(self) -> MessageType | None:
         """Option 53, or None for a plain BOOTP packet; `DhcpParseError` if malformed."""
-        return MESSAGE_TYPE.get(self.options)
+        raw = self.options.get(MESSAGE_TYPE.code)
+        if raw is None:
+            return None
+        kind = _MESSAGE_TYPES.get(raw)
+        return kind if kind is not None else MESSAGE_TYPE.decode(raw)  # raises: malformed
 
     def get(self, option: OptionField[T]) -> T | None:
         """The typed value of ``option``, None if absent; `DhcpParseError` if malformed."""

@@ -70,7 +70,7 @@ def inform(served: Served, req: Request) -> Decision:
         ciaddr=ip,
         body=served.options[subnet.id],
     )
-    reply, packet = build_reply(req.msg, fields)
+    packet = build_reply(req.msg, fields)
     destination = inform_destination(req.msg)
     reason = f"ACK to INFORM from {_ip(ip)}"
-    return Decision(reason, reply, packet, destination, subnet_id=subnet.id)
+    return Decision(reason, packet, destination, subnet_id=subnet.id)

@@ -67,14 +67,13 @@ def _boot_reply(
         file=boot.file,
         body=boot.options,
     )
-    reply, packet = build_reply(msg, fields)
+    packet = build_reply(msg, fields)
     if received is None or not received.source_ip:
         destination = reply_destination(msg, reply_type, 0)
     else:
         destination = source_destination(received.source_ip, received.source_port)
     return Decision(
         f"proxy {reply_type.name} {choice.kind} {choice.file}",
-        reply,
         packet,
         destination,
         boot=choice,

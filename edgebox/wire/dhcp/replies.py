@@ -171,8 +171,12 @@ class ReplyFields:
     body: Mapping[int, bytes] | None = None  # subnet and boot options, ordered by 55
 
 
-def build_reply(request: DhcpMessage, fields: ReplyFields) -> tuple[DhcpMessage, bytes]:
-    """The reply message and its bytes, trimmed to the client's maximum message size."""
+def build_reply(request: DhcpMessage, fields: ReplyFields) -> bytes:
+    """The reply's bytes, trimmed to the client's maximum message size.
+
+    The general encoder, and the reference for `ReplyTemplate` (reply_template.py), which
+    makes the common OFFERs and ACKs faster and byte for byte the same.
+    """
     head = {
         MESSAGE_TYPE.code: MESSAGE_TYPE.encode(fields.reply_type),
         SERVER_ID.code: SERVER_ID.encode(fields.server_id),
@@ -182,7 +186,7 @@ def build_reply(request: DhcpMessage, fields: ReplyFields) -> tuple[DhcpMessage,
     client_id = request.options.get(CLIENT_ID_OPTION)
     if client_id is not None:
         head[CLIENT_ID_OPTION] = client_id  # RFC 6842: MUST echo option 61
-    body = _ordered(fields.body or {}, _requested(request))
+    body = ordered_by_request(fields.body or {}, requested_options(request))
     relay = request.options.get(RELAY_AGENT_OPTION)
     reply = DhcpMessage(
         op=BOOTREPLY,
@@ -199,7 +203,7 @@ def build_reply(request: DhcpMessage, fields: ReplyFields) -> tuple[DhcpMessage,
         options=_joined(head, body, relay),
     )
     packet = encode_message(reply)
-    limit = _max_payload(request)
+    limit = max_payload(request)
     while len(packet) > limit:
         droppable = [code for code in body if code not in _KEEP]
         if not droppable:
@@ -207,7 +211,7 @@ def build_reply(request: DhcpMessage, fields: ReplyFields) -> tuple[DhcpMessage,
         del body[droppable[-1]]
         reply = replace(reply, options=_joined(head, body, relay))
         packet = encode_message(reply)
-    return reply, packet
+    return packet
 
 
 def _joined(
@@ -219,23 +223,29 @@ def _joined(
     return options
 
 
-def _requested(request: DhcpMessage) -> tuple[int, ...]:
+def requested_options(request: DhcpMessage) -> tuple[int, ...]:
+    """Option 55, the order the client wants options in; () if absent or malformed."""
     try:
         return request.get(PARAMETER_REQUEST_LIST) or ()
     except DhcpParseError:
         return ()
 
 
-def _ordered(body: Mapping[int, bytes], requested: tuple[int, ...]) -> dict[int, bytes]:
+def ordered_by_request(body: Mapping[int, bytes], requested: tuple[int, ...]) -> dict[int, bytes]:
+    """``body`` with the requested options first, in the order asked, then the others."""
     ordered = {code: body[code] for code in requested if code in body}
     for code, value in body.items():
         ordered.setdefault(code, value)
     return ordered
 
 
-def _max_payload(request: DhcpMessage) -> int:
+def max_payload(request: DhcpMessage) -> int:
+    """The largest DHCP message (UDP payload) the client accepts (option 57, RFC 2132 9.10)."""
+    raw = request.options.get(MAX_MESSAGE_SIZE.code)
+    if raw is None:
+        return MIN_MESSAGE_SIZE - IP_UDP_HEADERS
     try:
-        size = request.get(MAX_MESSAGE_SIZE) or MIN_MESSAGE_SIZE
+        size = MAX_MESSAGE_SIZE.decode(raw)
     except DhcpParseError:
         size = MIN_MESSAGE_SIZE
     return max(size, MIN_MESSAGE_SIZE) - IP_UDP_HEADERS

@@ -44,6 +44,7 @@ from edgebox.wire.dhcp.notices import decline, inform, release
 from edgebox.wire.dhcp.options import REQUESTED_IP, SERVER_ID, MessageType
 from edgebox.wire.dhcp.proxy import boot_server_ack, proxy_offer
 from edgebox.wire.dhcp.replies import ReplyFields, boot_fields, build_reply
+from edgebox.wire.dhcp.reply_template import ReplyTemplates
 from edgebox.wire.dhcp.served import (
     CLIENT_ID_OPTION,
     Request,
@@ -60,11 +61,13 @@ __all__ = ["Decision", "DhcpServer", "ReceivedOn"]
 
 
 class DhcpServer:
-    """Decides the reply to each DHCP request. Holds configuration only, no state."""
+    """Decides the reply to each DHCP request. Holds configuration only (and reply templates
+    derived from it), no state of clients."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self._served = served = Served(config)
+        self._templates = ReplyTemplates()  # memoised option bytes: no state of clients
         self._handlers: dict[MessageType, Callable[[Request], Decision]] = {
             MessageType.DISCOVER: self._discover,
             MessageType.REQUEST: self._request,
@@ -92,8 +95,9 @@ class DhcpServer:
         refusal = _refusal(msg, kind)
         if refusal is not None or kind is None:
             return Decision(refusal or "")
-        key = client_key(msg.mac, msg.options.get(CLIENT_ID_OPTION))
-        req = Request(msg, received, link, leases, now, msg.mac, key)
+        mac = msg.mac
+        key = client_key(mac, msg.options.get(CLIENT_ID_OPTION))
+        req = Request(msg, received, link, leases, now, mac, key)
         if received.port == PXE_BOOT_SERVER_PORT:
             subnet = self._served.address_subnet(req, msg.ciaddr)
             subnets = (subnet,) if subnet is not None else self._served.client_subnets(req)
@@ -281,10 +285,10 @@ class DhcpServer:
         msg = req.msg
         server_id = subnet.server_address if subnet is not None else req.link.address
         fields = ReplyFields(MessageType.NAK, server_id, reply_flags(msg, MessageType.NAK))
-        reply, packet = build_reply(msg, fields)
+        packet = build_reply(msg, fields)
         destination = reply_destination(msg, MessageType.NAK, 0)
         subnet_id = subnet.id if subnet is not None else None
-        return Decision(f"NAK: {reason}", reply, packet, destination, subnet_id=subnet_id)
+        return Decision(f"NAK: {reason}", packet, destination, subnet_id=subnet_id)
 
     # -- replies -------------------------------------------------------------------------------
 
@@ -314,13 +318,20 @@ class DhcpServer:
         elif isinstance(boot, NoBoot) and boot.network_boot:
             reason = f"{reason}; no boot: {boot.reason}"
         flags = reply_flags(msg, reply_type)
-        reply, packet = build_reply(
-            msg,
-            ReplyFields(reply_type, subnet.server_address, flags, ciaddr, yiaddr, siaddr, file,
-                        cached_lease_options(lease_time), body),
-        )  # fmt: skip
+        lease = cached_lease_options(lease_time)
+        packet = None
+        if choice is None:  # the common case: a reply that is the same for every client
+            templates = self._templates
+            template = templates.get(msg, subnet, reply_type, lease_time, lease=lease, body=body)
+            packet = template.render(msg, flags, ciaddr, yiaddr)
+        if packet is None:
+            packet = build_reply(
+                msg,
+                ReplyFields(reply_type, subnet.server_address, flags, ciaddr, yiaddr, siaddr,
+                            file, lease, body),
+            )  # fmt: skip
         destination = reply_destination(msg, reply_type, yiaddr)
-        return Decision(reason, reply, packet, destination, change, choice, probe_ip, subnet.id)
+        return Decision(reason, packet, destination, change, choice, probe_ip, subnet.id)
 
 
 def _refusal(msg: DhcpMessage, kind: MessageType | None) -> str | None:

@@ -238,9 +238,6 @@ class Lab:
         if apply and decision.change is not None:
             self.leases.apply(decision.change)
         reply = None if decision.packet is None else parse_message(decision.packet)
-        if reply is not None:
-            assert decision.reply is not None
-            assert reply.options == decision.reply.options
         return Outcome(decision, reply)
 
     def bind(self, client: Client) -> int:
