@@ -322,6 +322,25 @@ def test_builtin_scripts_on_the_host(agent: AgentRun, serve: Any, tmp_path: Path
         assert inventory["memory"]["total_mib"] == total_kib // 1024
 
 
+def test_cpu_stress_fails_on_a_wrong_digest(agent: AgentRun, tmp_path: Path) -> None:
+    """The check can fail: the same script expecting another digest reports every worker."""
+    script = (BUILTIN / "cpu-stress").read_text()
+    expected = re.search(r"^EXPECTED=([0-9a-f]{64})$", script, re.M)
+    assert expected is not None
+    wrong = tmp_path / "wrong-cpu-stress"
+    wrong.write_text(script.replace(expected.group(1), "0" * 64))
+    env = {"PATH": str(agent.applets()), "EDGEBOX_PARAM_DURATION": "1",
+           "RESULT_PATH": str(tmp_path / "result.yaml"), "OUTPUT_DIR": str(tmp_path)}  # fmt: skip
+    done = subprocess.run(
+        [str(agent.applets() / "sh"), str(wrong)], env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done
+    threads = len(re.findall(r"^worker \d+: round 0 gave digest 080acf35", done.stderr, re.M))
+    assert threads == int(subprocess.check_output([str(agent.applets() / "nproc")])), done.stderr
+    assert (tmp_path / "result.yaml").read_text().startswith("status: failed\n")
+
+
 # -- in a VM --------------------------------------------------------------------------------------
 
 VM_TIMEOUT = 300  # seconds from QEMU start to its exit: boot ~20-30 s, the scripts ~60 s (TCG)
