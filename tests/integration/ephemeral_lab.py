@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgebox.lab.vm import OVMF_CODE, OVMF_VARS
 from tests.lab import Lab, TwoHosts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,6 +174,7 @@ class VmSpec:
     extra_disks: tuple[tuple[str, int, str], ...] = ()
     extra_nics: tuple[tuple[str, str], ...] = ()
     bmc: bool = False
+    uefi: bool = False  # OVMF (a copy of its variable store per VM) instead of SeaBIOS
 
 
 @dataclass
@@ -229,6 +232,13 @@ def boot_vm(
         argv += ["-device", f"{device},netdev=n{i},mac={mac},romfile="]
     if spec.bmc:
         argv += ["-device", "ipmi-bmc-sim,id=bmc0", "-device", "isa-ipmi-kcs,bmc=bmc0"]
+    if spec.uefi:
+        variables = lab.tmpdir / f"{spec.name}-vars.fd"
+        shutil.copyfile(OVMF_VARS, variables)
+        argv += [
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={variables}",
+        ]  # fmt: skip
     log = (logdir / f"{spec.name}.qemu.log").open("w")
     try:
         proc = lab.run(net.client_ns, argv, stdout=log, stderr=subprocess.STDOUT)

@@ -477,3 +477,35 @@ def test_vm_commissions_with_the_builtin_scripts(ephemeral: Ephemeral, tmp_path:
         figures = {k: re.findall(r"(\w+_per_s): ([0-9.]+)", v) for k, v in results.items()}
         print(f"VM commissioned in {took:.0f}s; figures {figures}; bundle {tmp_path}/bundle.txt")
         check_vm_inventory(parse_bundle(bundle))
+
+
+def test_vm_inventory_under_uefi_reads_secure_boot(ephemeral: Ephemeral, tmp_path: Path) -> None:
+    """OVMF with Debian's empty variable store (no keys enrolled: Secure Boot off). The
+    inventory loads the shipped efivarfs module, mounts it and reads the SecureBoot variable:
+    false from the variable, not from the absence of UEFI."""
+    spec = VmSpec(name="uefi", mac="52:54:00:eb:e1:11", uefi=True)
+    plan = write_plan(
+        [Line("inv", "any", 120, "edgebox-inventory", "edgebox-inventory")], tmp_path / "plan"
+    )
+    with Lab() as lab:
+        net = lab.two_hosts(server_addr="10.231.0.1/24", bridge=True)
+        start_dnsmasq(lab, net)
+        api = start_api(lab, net, 5248, TOKEN, ["poweroff"], spec.name, plan)
+        append = (
+            f"console=ttyS0 edgebox.url={api.url} edgebox.token={TOKEN} "
+            f"edgebox.purpose=commission edgebox.mac={spec.mac}"
+        )
+        vm = boot_vm(lab, net, spec, ephemeral, append, tmp_path)
+        try:
+            rc = vm.proc.wait(timeout=VM_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"VM still running; console:\n{vm.output()[-4000:]}") from None
+        assert rc == 0, vm.output()[-4000:]
+        assert "script edgebox-inventory passed" in vm.markers(), vm.output()[-3000:]
+        assert not [m for m in vm.markers() if m.startswith("warning")], vm.markers()
+        bundle = (api.uploaded("inv", "stdout") or b"").decode()
+        (tmp_path / "bundle.txt").write_text(bundle)
+        firmware = parse_bundle(bundle)["firmware"]
+        print(f"UEFI firmware {firmware}; bundle {tmp_path}/bundle.txt")
+        assert (firmware["type"], firmware["secure_boot"]) == ("uefi", False), firmware
+        assert "OVMF" in (firmware["vendor"] or ""), firmware

@@ -272,3 +272,19 @@ def test_damage_is_contained() -> None:
 def test_fake_tree_paths_parse_like_real_ones() -> None:
     bundle = text("/tmp/fake/sys/class/dmi/id/product_name", "PowerEdge R650")
     assert parse_bundle(bundle)["system"]["product"] == "PowerEdge R650"
+
+
+def test_qemu_uefi_vm_bundle() -> None:
+    """qemu-q35-uefi.txt: the same environment under OVMF (Debian's empty variable store: no
+    keys enrolled), one virtio disk and NIC, -smp 2, -m 512, no BMC."""
+    inv = parse_bundle((BUNDLES / "qemu-q35-uefi.txt").read_text())
+    assert inv["firmware"] == {
+        "type": "uefi", "secure_boot": False, "vendor": "EFI Development Kit II / OVMF",
+        "version": "0.0.0", "date": "02/06/2015",
+    }  # fmt: skip
+    assert inv["bmc"] == {"present": False, "type": None}
+    assert [(d["name"], d["serial"], d["size_bytes"]) for d in inv["disks"]] == [
+        ("vda", "EBDISK0001", 2 << 30)
+    ]
+    assert [(n["mac"], n["driver"]) for n in inv["nics"]] == [("52:54:00:eb:e1:11", "virtio_net")]
+    assert inv["memory"]["total_mib"] == 512
