@@ -56,15 +56,27 @@ class _LinkSocket:
         self.closed = False
 
     def readable(self) -> None:
+        # The per-packet loop of the whole server, so the common case is inline: a reply
+        # with nothing to wait for (an OFFER, a NAK) is sent at once; one that waits for a
+        # commit or a probe goes to the listener.
+        listener, link, port = self.listener, self.link, self.port
+        receive, recvfrom = listener.service.receive, self.sock.recvfrom
         for _ in range(READ_BATCH):
             try:
-                data, addr = self.sock.recvfrom(RECV_SIZE)
+                data, addr = recvfrom(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                log.debug("dhcp receive error link=%s port=%d error=%s", self.link, self.port, exc)
+                log.debug("dhcp receive error link=%s port=%d error=%s", link, port, exc)
                 return
-            self.listener.received(self, data, addr)
+            handled = receive(link, port, data, addr)
+            if handled is None:
+                continue
+            if handled.commit is None and handled.probe_ip is None:
+                if handled.reply is not None:
+                    self.send(handled.reply)
+            else:
+                listener.dispatch(self, handled, data, addr, 0)
 
     def send(self, out: Outgoing) -> None:
         if self.closed:
@@ -77,7 +89,7 @@ class _LinkSocket:
 
 class DhcpListener:
     def __init__(self, service: DhcpService) -> None:
-        self._service = service
+        self.service = self._service = service
         self._probers: dict[str, ArpProber] = {}
         self._group: asyncio.TaskGroup | None = None
         self._waiting: dict[asyncio.Future[None], list[tuple[_LinkSocket, Handled]]] = {}
@@ -150,14 +162,10 @@ class DhcpListener:
         finally:
             sock.close()
 
-    def received(self, proto: _LinkSocket, data: bytes, addr: tuple[str, int]) -> None:
-        handled = self._service.receive(proto.link, proto.port, data, addr)
-        if handled is not None:
-            self._dispatch(proto, handled, data, addr, 0)
-
-    def _dispatch(
+    def dispatch(
         self, proto: _LinkSocket, handled: Handled, data: bytes, addr: tuple[str, int], round_: int
     ) -> None:
+        """Send ``handled.reply`` when it may go: after its ARP probe, after its commit."""
         if handled.probe_ip is not None and proto.link in self._probers and self._group:
             self._group.create_task(self._probe_then_send(proto, handled, data, addr, round_))
         elif handled.commit is not None:
@@ -169,20 +177,17 @@ class DhcpListener:
                 handled.commit.add_done_callback(self._committed)
             waiting.append((proto, handled))
         elif handled.reply is not None:
-            _send(proto, handled.reply)
+            proto.send(handled.reply)
 
     def _committed(self, future: asyncio.Future[None]) -> None:
-        for proto, handled in self._waiting.pop(future, ()):
-            self._after_commit(proto, handled, future)
-
-    def _after_commit(
-        self, proto: _LinkSocket, handled: Handled, future: asyncio.Future[None]
-    ) -> None:
+        waiting = self._waiting.pop(future, ())
         if future.cancelled() or future.exception() is not None:
-            self._service.commit_failed(handled, future)
+            for _, handled in waiting:
+                self._service.commit_failed(handled, future)
             return
-        if handled.reply is not None:
-            _send(proto, handled.reply)
+        for proto, handled in waiting:
+            if handled.reply is not None:
+                proto.send(handled.reply)
 
     async def _probe_then_send(
         self, proto: _LinkSocket, handled: Handled, data: bytes, addr: tuple[str, int], round_: int
@@ -192,17 +197,13 @@ class DhcpListener:
         holder = await self._probers[proto.link].holder(ip, self._service.arp_wait)
         if holder is None:
             handled.probe_ip = None
-            self._dispatch(proto, handled, data, addr, round_)
+            self.dispatch(proto, handled, data, addr, round_)
             return
         self._service.address_in_use(proto.link, ip, holder)
         if round_ + 1 < MAX_PROBE_ROUNDS:
             again = self._service.receive(proto.link, proto.port, data, addr)
             if again is not None:
-                self._dispatch(proto, again, data, addr, round_ + 1)
-
-
-def _send(proto: _LinkSocket, out: Outgoing) -> None:
-    proto.send(out)
+                self.dispatch(proto, again, data, addr, round_ + 1)
 
 
 def _open(spec: LinkSpec) -> _Opened:

@@ -7,6 +7,7 @@ import struct
 from typing import NamedTuple
 
 from edgebox.domain.dhcp import LeaseRecord, LeaseState
+from edgebox.storage.dhcp_store import LeaseRow
 from edgebox.wire.dhcp import format_ipv4
 from edgebox.wire.dhcp.boot import BootChoice, BootKind
 from edgebox.wire.dhcp.decision import Decision
@@ -50,6 +51,17 @@ _TO_STATE = {
     WireState.EXPIRED: LeaseState.EXPIRED,
     WireState.DECLINED: LeaseState.DECLINED,
 }
+
+
+_ROW_STATE = {wire: stored.value for wire, stored in _TO_STATE.items()}
+
+
+def to_row(lease: Lease) -> LeaseRow:
+    """A durable lease as the writer stores it (what `to_record` holds, as a plain tuple)."""
+    return (
+        lease.ip, lease.mac, lease.client_id, lease.subnet_id, _ROW_STATE[lease.state],
+        lease.hostname, lease.expires,
+    )  # fmt: skip
 
 
 def to_record(lease: Lease) -> LeaseRecord:

@@ -32,6 +32,7 @@ from edgebox.services.dhcp_records import (
     ip_from_text,
     outgoing,
     to_record,
+    to_row,
     to_wire,
 )
 from edgebox.services.dhcp_rogue_probe import PROBE_MAC_PREFIX, RogueServerProbe
@@ -42,7 +43,7 @@ from edgebox.services.machine_service import MachineService
 from edgebox.wire.dhcp import DhcpMessage, DhcpParseError, MessageType, format_ipv4, parse_message
 from edgebox.wire.dhcp.boot import BootChoice
 from edgebox.wire.dhcp.decision import Decision, ReceivedOn
-from edgebox.wire.dhcp.leases import Lease, LeaseSnapshot, LeaseTable
+from edgebox.wire.dhcp.leases import DURABLE, Lease, LeaseSnapshot, LeaseTable
 from edgebox.wire.dhcp.leases import LeaseState as WireState
 from edgebox.wire.dhcp.server import DhcpServer
 from edgebox.wire.dhcp.server_config import ServerConfig
@@ -50,6 +51,7 @@ from edgebox.wire.dhcp.server_config import ServerConfig
 log = logging.getLogger(__name__)
 
 SIDE_QUEUE = 4096
+SENDERS_KEPT = 1024  # distinct (link, port, source) of requests remembered (`_received_on`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,7 @@ class DhcpService:
         self._server = DhcpServer(ServerConfig(links=(), subnets=()))
         self._rogue = RogueServerProbe(self._store, clock)
         self._side = _SideWork()
+        self._senders: dict[tuple[str, int, tuple[str, int]], ReceivedOn] = {}
         subnets.on_change(self._rebuild)
         subnets.set_validator(self._validate)
 
@@ -212,36 +215,46 @@ class DhcpService:
             msg = parse_message(data)
             if msg.chaddr.startswith(PROBE_MAC_PREFIX):
                 return None  # our own rogue-server probe
-            received = ReceivedOn(link, port, ip_from_text(source[0]), source[1])
-            now = self._clock.now()
-            decision = self._server.handle(msg, received, self._table, now)
+            received = self._received_on(link, port, source)
+            decision = self._server.handle(msg, received, self._table, self._clock.now())
         except DhcpParseError as exc:
             status.dropped += 1
             log.debug("dhcp dropped link=%s source=%s error=%s", link, source[0], exc)
             return None
-        if decision is None:
-            return None
-        return self._act(decision, msg, link, now)
+        return self._act(decision, msg, link)
 
-    def _act(self, decision: Decision, msg: DhcpMessage, link: str, now: float) -> Handled | None:
-        handled = Handled(reply=outgoing(decision))
+    def _received_on(self, link: str, port: int, source: tuple[str, int]) -> ReceivedOn:
+        """Requests come from a few senders (the relays, 0.0.0.0:68): one `ReceivedOn` each,
+        instead of parsing the source address and building one per packet."""
+        key = (link, port, source)
+        received = self._senders.get(key)
+        if received is None:
+            if len(self._senders) >= SENDERS_KEPT:
+                self._senders.clear()
+            received = ReceivedOn(link, port, ip_from_text(source[0]), source[1])
+            self._senders[key] = received
+        return received
+
+    def _act(self, decision: Decision, msg: DhcpMessage, link: str) -> Handled | None:
+        reply = outgoing(decision)
         change = decision.change
+        commit = snapshot = None
         if change is not None:
-            if change.durable:
-                handled.snapshot = self._table.snapshot(change.lease.ip)
-            self._table.apply(change)
-            if change.durable:
-                handled.commit = self._writes.add(to_record(change.lease))
-        handled.probe_ip = decision.probe_ip
-        if handled.reply is not None:
+            if change.kind in DURABLE:
+                snapshot = self._table.snapshot(change.lease.ip)
+                self._table.apply(change)
+                commit = self._writes.add(to_row(change.lease))
+            else:
+                self._table.apply(change)
+        if reply is not None:
             self._status[link].sent += 1
         if decision.boot is not None and msg.message_type is MessageType.REQUEST:
             self._side_work(_BootSeen(msg.mac, decision.boot, link))
         if log.isEnabledFor(logging.DEBUG):  # msg.mac formats the address: only when logged
             log.debug("dhcp %s link=%s mac=%s xid=%#x", decision.reason, link, msg.mac, msg.xid)
-        if handled.reply is None and handled.commit is None:
+        if reply is None and commit is None:
             return None
-        return handled
+        return Handled(reply, commit, decision.probe_ip, snapshot)
 
     def commit_failed(self, handled: Handled, future: asyncio.Future[None]) -> None:
         if handled.snapshot is not None:
@@ -362,7 +375,7 @@ class DhcpService:
         snapshot = self._table.snapshot(ip)
         self._table.restore(LeaseSnapshot(ip, released))
         try:
-            await self._writes.add(to_record(released))
+            await self._writes.add(to_row(released))
         except BaseException:
             self._table.restore(snapshot)
             raise

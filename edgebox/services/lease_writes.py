@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from edgebox.domain.dhcp import LeaseRecord
 from edgebox.storage.database import Database
-from edgebox.storage.dhcp_store import DhcpStore, upsert_leases
+from edgebox.storage.dhcp_store import DhcpStore, LeaseRow, upsert_lease_rows
 from edgebox.storage.writer import Tx
 
 
@@ -19,25 +18,26 @@ class LeaseWriteBatcher:
     def __init__(self, db: Database, store: DhcpStore) -> None:
         self._db = db
         self.store = store
-        self._pending: list[LeaseRecord] = []
+        self._pending: list[LeaseRow] = []
         self._future: asyncio.Future[None] | None = None
         self.batches = 0
 
-    def add(self, record: LeaseRecord) -> asyncio.Future[None]:
-        """Queue `record`; the future resolves once it is committed (or fails with the commit)."""
+    def add(self, row: LeaseRow) -> asyncio.Future[None]:
+        """Queue `row`; the future resolves once it is committed (or fails with the commit)."""
         if self._future is None:
-            self._future = asyncio.get_running_loop().create_future()
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append(record)
+            loop = asyncio.get_running_loop()
+            self._future = loop.create_future()
+            loop.call_soon(self._flush)
+        self._pending.append(row)
         return self._future
 
     def _flush(self) -> None:
-        records, future = self._pending, self._future
+        rows, future = self._pending, self._future
         self._pending, self._future = [], None
         assert future is not None
 
         def job(tx: Tx) -> None:
-            upsert_leases(tx.conn, records, tx.now)
+            upsert_lease_rows(tx.conn, rows, tx.now)
 
         try:
             written = self._db.submit(job)

@@ -18,19 +18,31 @@ def _lease(row: sqlite3.Row) -> LeaseRecord:
     return LeaseRecord(row[0], row[1], row[2], row[3], LeaseState(row[4]), row[5], row[6])
 
 
-def upsert_leases(conn: sqlite3.Connection, leases: Sequence[LeaseRecord], now: float) -> None:
+# A lease as the hot path writes it: ip, mac, client_id, subnet, state, hostname, expires.
+# A plain tuple, not a `LeaseRecord`: thousands a second are made and written, and the
+# write takes tuples anyway.
+LeaseRow = tuple[int, str, bytes | None, str, str, str, float]
+
+_UPSERT_LEASE = (
+    "INSERT INTO dhcp_leases (ip, mac, client_id, subnet, state, hostname, expires, "
+    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ip) DO UPDATE SET "
+    "mac = excluded.mac, client_id = excluded.client_id, subnet = excluded.subnet, "
+    "state = excluded.state, hostname = excluded.hostname, expires = excluded.expires, "
+    "updated_at = excluded.updated_at"
+)
+
+
+def lease_row(x: LeaseRecord) -> LeaseRow:
+    return (x.ip, x.mac, x.client_id, x.subnet, x.state.value, x.hostname, x.expires)
+
+
+def upsert_lease_rows(conn: sqlite3.Connection, rows: Sequence[LeaseRow], now: float) -> None:
     """Write lease states; called inside write jobs on the DHCP hot path (one statement)."""
-    conn.executemany(
-        "INSERT INTO dhcp_leases (ip, mac, client_id, subnet, state, hostname, expires, "
-        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ip) DO UPDATE SET "
-        "mac = excluded.mac, client_id = excluded.client_id, subnet = excluded.subnet, "
-        "state = excluded.state, hostname = excluded.hostname, expires = excluded.expires, "
-        "updated_at = excluded.updated_at",
-        [
-            (x.ip, x.mac, x.client_id, x.subnet, x.state.value, x.hostname, x.expires, now)
-            for x in leases
-        ],
-    )
+    conn.executemany(_UPSERT_LEASE, [(*row, now) for row in rows])
+
+
+def upsert_leases(conn: sqlite3.Connection, leases: Sequence[LeaseRecord], now: float) -> None:
+    upsert_lease_rows(conn, [lease_row(x) for x in leases], now)
 
 
 class DhcpStore:

@@ -75,8 +75,8 @@ def parse_message(data: bytes) -> DhcpMessage:
         siaddr=siaddr,
         giaddr=giaddr,
         chaddr=chaddr[:hlen],
-        sname=sname.split(b"\0", 1)[0],
-        file=file.split(b"\0", 1)[0],
+        sname=sname.split(b"\0", 1)[0] if sname[:1] != b"\0" else b"",  # empty: most packets
+        file=file.split(b"\0", 1)[0] if file[:1] != b"\0" else b"",
         options=options,
     )
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 import heapq
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from edgebox.wire.dhcp.server_config import AddressRange, SubnetConfig
@@ -70,10 +70,11 @@ class Lease:
     expires: float  # when the hold ends; for RELEASED/EXPIRED, when it ended
     hostname: str = ""
     ever_bound: bool = False  # a client of ours has used this address (no ARP probe needed)
+    # Derived, stored once: the server and the table compare it several times per packet.
+    key: ClientKey = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> ClientKey:
-        return client_key(self.mac, self.client_id)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", client_key(self.mac, self.client_id))
 
     def holds(self, now: float) -> bool:
         """The address is taken (by a client, or by quarantine)."""
@@ -95,7 +96,7 @@ class ChangeKind(enum.StrEnum):
     DECLINE = "decline"  # DHCPDECLINE: quarantine
 
 
-_DURABLE = frozenset((ChangeKind.BIND, ChangeKind.RELEASE, ChangeKind.DECLINE))
+DURABLE = frozenset((ChangeKind.BIND, ChangeKind.RELEASE, ChangeKind.DECLINE))
 
 
 class LeaseChange(NamedTuple):
@@ -110,7 +111,7 @@ class LeaseChange(NamedTuple):
 
     @property
     def durable(self) -> bool:
-        return self.kind in _DURABLE
+        return self.kind in DURABLE
 
 
 class LeaseSnapshot(NamedTuple):
@@ -363,15 +364,16 @@ class LeaseTable:
         return pool
 
     def _put(self, lease: Lease) -> None:
-        ip = lease.ip
+        ip, key = lease.ip, lease.key
         old = self._by_ip.get(ip)
-        key = lease.key
         if old is not None and old.key != key:
             self._unindex(old)
         self._by_ip[ip] = lease
         if lease.mac or lease.client_id is not None:
-            ips = self._by_key.setdefault(key, [])
-            if ip not in ips:
+            ips = self._by_key.get(key)
+            if ips is None:
+                self._by_key[key] = [ip]
+            elif ip not in ips:
                 ips.append(ip)
         # Stale heap entries are dropped lazily; past this size a heap is rebuilt (O(n),
         # at most once per n changes).
