@@ -77,13 +77,17 @@ class Database:
     def submit(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
         return self.writer.submit(fn)
 
+    # Each read is ONE hop to the reader's thread (execute and fetch together). With execute
+    # and fetch as two hops, other reads run in between while the first statement is still
+    # open, and an open statement holds the connection's WAL snapshot: under load the reader
+    # then keeps reading from before the latest commits (a boot token just issued is
+    # "unknown", results just written are missing).
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self._reader.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self._reader.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
+        rows = await self._reader.execute_fetchall(sql, tuple(params))
+        return next(iter(rows), None)
 
     async def close(self) -> None:
         """Close both sides. The writer task must have been stopped first."""
