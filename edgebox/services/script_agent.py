@@ -175,14 +175,14 @@ class ScriptAgent:
         if result.name == INVENTORY_SCRIPT and result.status is ResultStatus.RUNNING:
             parsed, problem = await self._inventory_of(result.id)
 
-        def judge(current: ScriptResult, inventory: dict[str, Any] | None) -> Verdict:
+        def judge(current: ScriptResult, inventory: Callable[[], dict[str, Any] | None]) -> Verdict:
             status = verdict(exit_code, timed_out, current.reported_status)
             if current.name == INVENTORY_SCRIPT and status is ResultStatus.PASSED:
                 if parsed is None:
                     return Verdict(ResultStatus.FAILED, problem)
                 return Verdict(status, inventory=parsed)
             if current.name == GPU_PRESENCE:
-                status, note = check_gpu_presence(status, current.results, _gpu_count(inventory))
+                status, note = check_gpu_presence(status, current.results, _gpu_count(inventory()))
                 return Verdict(status, note)
             return Verdict(status)
 

@@ -89,7 +89,8 @@ class Ended:
 
 StartDecide = Callable[[Machine, list[StoredScript], dict[str, Any] | None], RunStart]
 Conclude = Callable[[Machine, ScriptRun, list[ScriptResult]], Conclusion]
-Judge = Callable[[ScriptResult, dict[str, Any] | None], Verdict]
+# The judge gets the result and a loader of the machine's stored inventory (read only if asked).
+Judge = Callable[[ScriptResult, Callable[[], dict[str, Any] | None]], Verdict]
 
 
 class RunStore(RunReads):
@@ -215,7 +216,7 @@ class RunStore(RunReads):
             result = _result(tx.conn, result_id, machine_id)
             if next_status(result.status, ResultEvent.DONE) is not VERDICT:
                 return Finished(result, False)
-            verdict = judge(result, sql.load_inventory(tx.conn, machine_id))
+            verdict = judge(result, lambda: sql.load_inventory(tx.conn, machine_id))
             note = "; ".join(n for n in (result.note, verdict.note) if n)
             sql.set_result(
                 tx.conn,
