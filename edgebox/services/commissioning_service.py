@@ -52,7 +52,9 @@ class NetworkBootPower(Protocol):
 
     async def has_bmc(self, machine_id: int) -> bool: ...
 
-    async def request(self, system_id: str, op: PowerOp, actor: str) -> Any: ...
+    async def request(
+        self, system_id: str, op: PowerOp, actor: str, *, system: bool = False
+    ) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +256,9 @@ class CommissioningService:
         try:
             if not await self.power.has_bmc(machine.id):
                 return
-            await self.power.request(machine.system_id, PowerOp.ON_NETWORK, actor)
+            # system=True: the machine is Commissioning/Testing now, where a person may not
+            # drive power but edgebox, which owns the run, must.
+            await self.power.request(machine.system_id, PowerOp.ON_NETWORK, actor, system=True)
         except (EdgeboxError, lifecycle.IllegalTransition) as exc:
             log.warning("network boot not queued system_id=%s reason=%s", machine.system_id, exc)
             await self._events.append(

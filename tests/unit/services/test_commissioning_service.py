@@ -6,19 +6,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from edgebox.domain.commissioning_settings import CommissioningSettings
-from edgebox.domain.errors import InvalidInput, NotFound
+from edgebox.domain.errors import Conflict, InvalidInput, NotFound
 from edgebox.domain.lifecycle import IllegalTransition, Status
 from edgebox.domain.models import MachineFilter
+from edgebox.domain.power import PowerOp
 from edgebox.domain.script_results import IllegalResultEvent, ResultStatus
 from edgebox.domain.script_runs import RunKind, RunState
+from edgebox.domain.settings import PowerSettings
 from edgebox.services.boot_service import AgentAuthError
 from edgebox.services.commissioning_service import RunRequest
 from edgebox.services.commissioning_watchdog import CommissioningWatchdog
+from edgebox.services.power_service import PowerService
+from edgebox.services.secret_box import SecretBox
 from edgebox.storage.database import Database
+from edgebox.storage.machine_store import MachineStore
+from edgebox.storage.power_store import PowerStore
 from tests.conftest import FakeClock
 from tests.unit.services.commissioning_rig import FakeAgent, Rig, make_rig
 
@@ -440,3 +447,46 @@ async def test_settings_choose_the_default_commissioning_tests(
     names = [p.name for p in await FakeAgent(rig.agent, machine).plan()]
     assert names == ["edgebox-inventory", "firmware-info", "gpu-presence"]
     assert dataclasses.replace(settings).timeout == 1800
+
+
+async def test_a_machine_with_a_bmc_is_powered_on_to_network_boot(
+    rig: Rig, db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    power = PowerService(
+        PowerSettings(poll_interval=0),
+        store=PowerStore(db),
+        machines=MachineStore(db),
+        secrets=SecretBox.open(tmp_path / "secrets.key"),
+        clock=clock,
+    )
+    rig.service.power = power
+    with_bmc = await rig.enlist()
+    await power.set_bmc(with_bmc.system_id, "olga", driver="manual")
+    without = await rig.enlist("52:54:00:00:00:03", {"nics": [], "disks": []})
+    for machine in (with_bmc, without):
+        await rig.service.start(machine.system_id, RunKind.COMMISSIONING, RunRequest("olga"))
+    [op] = await power.recent_ops(with_bmc.system_id)
+    assert (op.op, op.state.value, op.requested_by) == (PowerOp.ON_NETWORK, "queued", "olga")
+    assert await power.recent_ops(without.system_id) == []
+    assert (await rig.machines.get(with_bmc.system_id)).status is Status.COMMISSIONING
+
+
+async def test_a_refused_power_on_is_an_event_not_a_failure(rig: Rig) -> None:
+    class RefusingPower:
+        async def has_bmc(self, machine_id: int) -> bool:
+            return True
+
+        async def request(
+            self, system_id: str, op: PowerOp, actor: str, *, system: bool = False
+        ) -> None:
+            raise Conflict("the BMC is busy")
+
+    rig.service.power = RefusingPower()
+    machine = await rig.enlist()
+    after = await rig.service.start(machine.system_id, RunKind.COMMISSIONING, RunRequest("olga"))
+    assert after.status is Status.COMMISSIONING
+    [message] = [m for m in await rig.event_messages(machine.system_id) if "power" in m]
+    assert message == (
+        f"{machine.hostname}: power on with network boot could not be queued: the BMC is busy; "
+        "boot the machine by hand"
+    )
