@@ -61,6 +61,10 @@ async def drivers() -> AsyncIterator[Factory]:
         await driver.close()
 
 
+def gone(pid: int) -> bool:
+    return not os.path.exists(f"/proc/{pid}")
+
+
 def power_status(sim: IpmiSim) -> str:
     return sim.ipmitool("chassis", "power", "status").strip()
 
@@ -85,6 +89,9 @@ async def test_on_off_and_query_agree_with_ipmitool_over_one_session(
 
     assert driver.worker_pid == worker  # one worker, one session, for every call
     assert sim.state()["events"] == ["power 1", "power 0"]
+    assert worker is not None
+    await driver.close()
+    assert gone(worker)
 
 
 async def test_the_driver_sees_what_ipmitool_did(sim: IpmiSim, drivers: Factory) -> None:
@@ -202,10 +209,6 @@ def closed_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
     return port
-
-
-def gone(pid: int) -> bool:
-    return not os.path.exists(f"/proc/{pid}")
 
 
 async def threads_settle(before: set[threading.Thread], within: float = 2.0) -> set[str]:
@@ -328,11 +331,11 @@ class SlowRelay(asyncio.DatagramProtocol):
 
 
 @pytest.fixture
-async def relays(sim: IpmiSim) -> AsyncIterator[Callable[[InFlight], Any]]:
+async def relays(sim: IpmiSim) -> AsyncIterator[Callable[..., Any]]:
     made: list[SlowRelay] = []
 
-    async def start(counter: InFlight) -> int:
-        relay = SlowRelay(sim.port, counter)
+    async def start(counter: InFlight, delay: float = 0.05) -> int:
+        relay = SlowRelay(sim.port, counter, delay)
         transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
             lambda: relay, local_addr=(HOST, 0)
         )
@@ -346,7 +349,7 @@ async def relays(sim: IpmiSim) -> AsyncIterator[Callable[[InFlight], Any]]:
 
 
 async def test_concurrent_calls_to_one_bmc_never_use_two_sessions_at_once(
-    sim: IpmiSim, drivers: Factory, relays: Callable[[InFlight], Any]
+    sim: IpmiSim, drivers: Factory, relays: Callable[..., Any]
 ) -> None:
     counter = InFlight()
     port = await relays(counter)
@@ -361,10 +364,10 @@ async def test_concurrent_calls_to_one_bmc_never_use_two_sessions_at_once(
 
 
 async def test_sessions_to_two_addresses_do_overlap_in_the_relay(
-    sim: IpmiSim, drivers: Factory, relays: Callable[[InFlight], Any]
+    sim: IpmiSim, drivers: Factory, relays: Callable[..., Any]
 ) -> None:
     # The check above can fail: drivers that do not share a lock are seen working together.
     counter = InFlight()
-    first, second = drivers(await relays(counter)), drivers(await relays(counter))
-    await asyncio.gather(first.query(), second.query(), first.query(), second.query())
+    first, second = drivers(await relays(counter, 0.1)), drivers(await relays(counter, 0.1))
+    await asyncio.gather(*(driver.query() for driver in (first, second) for _ in range(3)))
     assert counter.most_at_once == 2

@@ -170,10 +170,11 @@ def power_error(
     return RetryablePowerError(address, message)
 
 
-# The lock of each BMC (host, port), shared by the drivers alive for it.
-_BMC_LOCKS: weakref.WeakValueDictionary[tuple[str, int], asyncio.Lock] = (
-    weakref.WeakValueDictionary()
-)
+# The lock of each BMC (event loop, host, port), shared by the drivers alive for it. An
+# asyncio.Lock belongs to one event loop, hence the loop in the key.
+_BMC_LOCKS: weakref.WeakValueDictionary[
+    tuple[asyncio.AbstractEventLoop, str, int], asyncio.Lock
+] = weakref.WeakValueDictionary()
 
 
 def worker_argv() -> list[str]:
@@ -196,7 +197,7 @@ class IpmiDriver:
         self._timeout = timeout
         self._argv = list(argv or worker_argv())
         self.address = bmc_name(settings.host, settings.port)
-        self._lock = _BMC_LOCKS.setdefault((settings.host, settings.port), asyncio.Lock())
+        self._lock: asyncio.Lock | None = None  # taken at the first call, in its loop
         self._worker: LineWorker | None = None
         self._worker_used_at = 0.0
         self._next_id = 0
@@ -225,14 +226,20 @@ class IpmiDriver:
         await self._call("boot", device=_BOOT_DEVICES[device], persistent=not once)
 
     async def close(self) -> None:
-        async with self._lock:
+        async with self._bmc_lock():
             await self._end_worker()
+
+    def _bmc_lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            key = (asyncio.get_running_loop(), self._settings.host, self._settings.port)
+            self._lock = _BMC_LOCKS.setdefault(key, asyncio.Lock())
+        return self._lock
 
     async def _call(self, op: str, *, device: str = "", persistent: bool = False) -> str:
         self._next_id += 1
         request = Request(self._next_id, op, device, persistent)
         loop = asyncio.get_running_loop()
-        async with self._lock:
+        async with self._bmc_lock():
             started = loop.time()
             try:
                 async with asyncio.timeout(self._timeout):
@@ -242,7 +249,7 @@ class IpmiDriver:
                 raise RetryablePowerError(
                     self.address, f"no answer within {_seconds(self._timeout)} s"
                 ) from None
-            except (ProtocolError, OSError) as exc:  # garbage, a broken pipe, no executable
+            except (ValueError, OSError) as exc:  # garbage, a broken pipe, no executable
                 await self._kill_worker()
                 raise RetryablePowerError(
                     self.address, f"the IPMI worker failed during {_WORDS[op]}: {exc}"

@@ -115,8 +115,7 @@ class LineWorker:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
         self._close_stdin()
-        if self._stdout is not None:
-            self._stdout.close()
+        self._close_stdout()
 
     async def finish(self, grace: float) -> int:
         """Close stdin (the child's cue to end), wait up to `grace` seconds, then kill."""
@@ -127,13 +126,18 @@ class LineWorker:
         except TimeoutError:
             self.kill()
             code = await self.wait()
-        if self._stdout is not None:
-            self._stdout.close()
+        self._close_stdout()
         return code
 
     def _close_stdin(self) -> None:
         with contextlib.suppress(OSError):
             self._stdin.close()
+
+    def _close_stdout(self) -> None:
+        if self._stdout is not None:
+            self._stdout.close()
+        elif self.process.stdout is not None:  # never connected: the start was given up
+            self.process.stdout.close()
 
     def _watch_exit(self) -> None:
         try:
