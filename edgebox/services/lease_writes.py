@@ -1,8 +1,13 @@
-"""Lease writes, coalesced: every lease change made in one turn of the event loop goes to the
-database writer as a single job (one executemany), and all their callers share its commit.
+"""Lease writes, coalesced: the lease changes made while the previous lease write commits go to
+the database writer as ONE job (one executemany), and all their callers share its commit.
 
-The writer already groups jobs into one transaction; this removes the per-job cost as well
-(a future, a savepoint, a Python call each), which matters at thousands of ACKs a second.
+One write is in flight at a time. A commit waits for an fsync (milliseconds), during which
+the server handles many turns of the event loop and thousands of packets; their rows wait
+here and leave together when the commit in flight is done, so the writer gets one job per
+commit instead of one per loop turn. The writer already groups jobs into one transaction;
+this removes the per-job cost as well (a future, a savepoint, a thread hand-off, a callback
+that sends the ACKs), which matters at thousands of ACKs a second. When idle, a change is
+written at the end of the loop turn that made it, as before.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ class LeaseWriteBatcher:
         self._db = db
         self.store = store
         self._pending: list[LeaseRow] = []
-        self._future: asyncio.Future[None] | None = None
+        self._future: asyncio.Future[None] | None = None  # shared by the pending rows
+        self._in_flight = False
         self.batches = 0
 
     def add(self, row: LeaseRow) -> asyncio.Future[None]:
@@ -27,7 +33,8 @@ class LeaseWriteBatcher:
         if self._future is None:
             loop = asyncio.get_running_loop()
             self._future = loop.create_future()
-            loop.call_soon(self._flush)
+            if not self._in_flight:
+                loop.call_soon(self._flush)  # else `_written` sends them when it is done
         self._pending.append(row)
         return self._future
 
@@ -44,8 +51,15 @@ class LeaseWriteBatcher:
         except Exception as exc:  # the writer is closed: shutting down
             future.set_exception(exc)
             return
+        self._in_flight = True
         self.batches += 1
-        written.add_done_callback(lambda done: _relay(done, future))
+        written.add_done_callback(lambda done: self._written(done, future))
+
+    def _written(self, done: asyncio.Future[None], future: asyncio.Future[None]) -> None:
+        self._in_flight = False
+        _relay(done, future)
+        if self._future is not None:  # rows came in meanwhile: they are the next job
+            self._flush()
 
 
 def _relay(done: asyncio.Future[None], future: asyncio.Future[None]) -> None:
