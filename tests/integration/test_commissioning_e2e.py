@@ -58,6 +58,18 @@ sleep 120
 """
 
 
+# The built-in burn-in tests, with the verdict each gives on a QEMU VM: no SMART on virtio
+# disks, and no GPU to compare with an inventory that has none.
+BUILTIN_TESTS = {
+    "cpu-stress": {"passed"},
+    "memory-test": {"passed"},
+    "disk-read": {"passed"},
+    "smart-check": {"skipped"},
+    "network-throughput": {"passed"},
+    "gpu-presence": {"passed", "skipped"},
+}
+
+
 def call(daemon: Daemon, method: str, path: str, body: Any = None, text: str = "") -> Any:
     data = text.encode() if text else (json.dumps(body).encode() if body is not None else None)
     headers = {"Authorization": f"Bearer {daemon.admin_token}"}
@@ -130,7 +142,8 @@ def test_commissioning_in_the_lab(tmp_path: Path, boot_files: tuple[Path, Path])
             call(daemon, "POST", "/scripts", text=FAILING)
             call(daemon, "POST", "/scripts", text=SLEEPY)
 
-            call(daemon, "POST", f"/machines/{machines['cbig']}/actions/commission", {})
+            call(daemon, "POST", f"/machines/{machines['cbig']}/actions/commission",
+                 {"tests": list(BUILTIN_TESTS)})  # fmt: skip
             call(daemon, "POST", f"/machines/{machines['csmall']}/actions/commission",
                  {"tests": ["e2e-fails", "e2e-sleeps"]})  # fmt: skip
 
@@ -154,6 +167,19 @@ def test_commissioning_in_the_lab(tmp_path: Path, boot_files: tuple[Path, Path])
             assert {n["mac"] for n in inventory["nics"]} == set(nic_macs(big))
             assert 0.75 * 768 <= inventory["memory"]["total_mib"] <= 768
             assert inventory["system"]["vendor"] == "QEMU"
+
+            # Every built-in test ran with the real agent and server (per disk where per disk).
+            results = call(daemon, "GET", f"/machines/{machines['cbig']}/results")["results"]
+            seen: dict[str, list[str]] = {}
+            for result in results:
+                seen.setdefault(result["script"], []).append(result["status"])
+            for name, verdicts in BUILTIN_TESTS.items():
+                assert seen.get(name) and set(seen[name]) <= verdicts, (name, seen)
+            assert len(seen["disk-read"]) == 2  # one result per disk
+            disk_rates = [
+                r["results"].get("mb_per_s") for r in results if r["script"] == "disk-read"
+            ]
+            assert all(isinstance(rate, (int, float)) and rate > 0 for rate in disk_rates)
 
             # The automatic tag follows the hardware.
             assert "bigbox" in ready["tags"]
