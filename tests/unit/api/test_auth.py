@@ -18,6 +18,7 @@ SAMPLES = {
     "ip": "10.0.0.5",
     "name": "gpu",
     "result_id": "1",
+    "ref": "debian-12",
 }
 
 
