@@ -332,8 +332,12 @@ class ImageService:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            # Files are stored byte for byte: no transparent decompression of a gzip'd image.
-            self._session = aiohttp.ClientSession(timeout=_HTTP_TIMEOUT, auto_decompress=False)
+            # Files are stored byte for byte: ask for no content coding, and decode none.
+            self._session = aiohttp.ClientSession(
+                timeout=_HTTP_TIMEOUT,
+                auto_decompress=False,
+                headers={"Accept-Encoding": "identity"},
+            )
         return self._session
 
     # -- pins, deletion, verification ------------------------------------------------------
