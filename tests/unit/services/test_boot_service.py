@@ -183,6 +183,22 @@ async def test_tokens_speak_for_their_mac_only_and_expire(rig: Rig) -> None:
     assert status == 401 and "expired" in body["message"]
 
 
+async def test_a_remembered_token_is_still_superseded_and_expires(rig: Rig) -> None:
+    token = token_of(await rig.script())
+    status, _ = await rig.agent("enlist", token, {"boot_mac": MAC, "inventory": inventory()})
+    assert status == 200
+    for _ in range(3):  # enlisted: the call's identity is now remembered between calls
+        assert (await rig.agent("heartbeat", token, {}))[0] == 200
+    newer = token_of(await rig.script())
+    status, body = await rig.agent("heartbeat", token, {})
+    assert status == 401 and "unknown boot token" in body["message"]
+    assert (await rig.agent("heartbeat", newer, {}))[0] == 200
+    assert (await rig.agent("heartbeat", newer, {}))[0] == 200
+    rig.clock.advance(601)
+    status, body = await rig.agent("heartbeat", newer, {})
+    assert status == 401 and "expired" in body["message"]
+
+
 async def test_heartbeat_tells_an_enlisting_agent_to_power_off(rig: Rig) -> None:
     token = token_of(await rig.script())
     assert (await rig.agent("heartbeat", token, {"state": "idle"}))[1] == {"action": "poweroff"}
