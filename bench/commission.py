@@ -16,6 +16,11 @@ The inventory script's output is a real bundle captured from a QEMU VM
 server parses, stores and re-tags real inventories. Test scripts report success with the result
 keys the built-in scripts write; `network-throughput` downloads `--throughput-bytes` from edgebox.
 
+Machines start booting evenly over `--boot-window` seconds (30 by default: a rack powered on
+together still PXE-boots over tens of seconds) and each simulated script "runs" for
+`--script-seconds` (2 s; real burn-in scripts run for minutes) — so all 1,000 commission at
+the same time, as a real fleet would, without a zero-think-time flood no fleet produces.
+
 edgebox runs pinned to CPU 0 and the agents to CPU 1 (on a 2-core machine: one each). Figures:
 total time of the commissioning phase, latency p50/p99/max of every agent call (client side,
 so it includes the client's own queueing), errors, edgebox CPU seconds per machine (utime +
@@ -152,13 +157,16 @@ def result_file(name: str) -> bytes | None:
 
 class Agent:
     def __init__(self, i: int, session: aiohttp.ClientSession, machine_url: str, stats: Stats,
-                 template: str, throughput_bytes: int) -> None:  # fmt: skip
+                 template: str, args: argparse.Namespace) -> None:  # fmt: skip
         self.i = i
         self.session = session
         self.url = machine_url
         self.stats = stats
         self.template = template
-        self.throughput_bytes = throughput_bytes
+        self.throughput_bytes = args.throughput_bytes
+        self.script_seconds = args.script_seconds
+        # Machines do not all boot in the same millisecond: spread their arrival evenly.
+        self.arrival = args.boot_window * i / max(1, args.agents)
         self.mac = macs_of(i)[0]
         self.token = ""
 
@@ -206,6 +214,7 @@ class Agent:
         await self.heartbeat_until_poweroff("idle")
 
     async def commission(self) -> None:
+        await asyncio.sleep(self.arrival)
         await self.boot("commission")
         plan = (await self._call("plan", "POST", "/machine/v1/plan", {})).decode()
         for line in plan.splitlines():
@@ -216,6 +225,7 @@ class Agent:
             await self._call("script", "POST", f"{base}/script", {})
             await self._call("env", "POST", f"{base}/env", {})
             await self._call("start", "POST", f"{base}/start", {})
+            await asyncio.sleep(self.script_seconds)  # the script runs
             if name == "edgebox-inventory":
                 stdout = bundle_for(self.template, self.i)
             elif name == "network-throughput":
@@ -333,7 +343,7 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
         connector = aiohttp.TCPConnector(limit=0)
         timeout = aiohttp.ClientTimeout(total=120)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            agents = [Agent(i, session, machine_url, stats, template, args.throughput_bytes)
+            agents = [Agent(i, session, machine_url, stats, template, args)
                       for i in range(args.agents)]  # fmt: skip
             enlisted = await run_agents(agents, "enlist", stats)
             print(f"enlisted {args.agents} machines in {enlisted:.1f}s", flush=True)
@@ -342,12 +352,23 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
             for agent in agents:
                 agent.stats = stats
             answer = await api(session, api_url, token, "POST", "/commissioning",
-                               {"action": "commission", "filter": {"status": ["new"]}})  # fmt: skip
+                               {"action": "commission", "filter": {"status": ["new"]},
+                                "tests": [t for t in args.tests.split(",") if t]})  # fmt: skip
             print(f"commissioning accepted {answer['accepted']}, refused {answer['refused']}")
+            spy = None
+            if args.profile:
+                spy = subprocess.Popen(  # noqa: ASYNC220 - starts in a moment, before the phase
+                    ["py-spy", "record", "--pid", str(proc.pid), "--format", "raw",
+                     "-o", args.profile, "--rate", "200"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
             cpu_before = cpu_seconds(proc.pid)
             client_before = _own_cpu()
             took = await run_agents(agents, "commission", stats)
             client_cpu = _own_cpu() - client_before
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
             deadline = time.monotonic() + 60
             counts = await count_status(session, api_url, token)
             while counts.get("ready", 0) < args.agents and time.monotonic() < deadline:
@@ -408,7 +429,25 @@ def main() -> int:
         default=1 << 20,
         help="bytes each network-throughput test downloads (default 1 MiB)",
     )
+    parser.add_argument(
+        "--boot-window",
+        type=float,
+        default=30.0,
+        help="machines start booting evenly over this many seconds (default 30)",
+    )
+    parser.add_argument(
+        "--script-seconds",
+        type=float,
+        default=2.0,
+        help="how long each simulated script runs (default 2 s)",
+    )
+    parser.add_argument(
+        "--tests",
+        default="cpu-stress,memory-test,disk-read,smart-check,network-throughput,gpu-presence",
+        help="tests to run after the commissioning scripts (comma-separated)",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--profile", help="py-spy edgebox during the phase into this file (raw)")
     args = parser.parse_args()
     if args.agents > 65536:
         parser.error("at most 65,536 agents (MAC addresses are derived from the index)")
