@@ -1,4 +1,5 @@
-"""LeaseWriteBatcher: one lease write in flight; what comes meanwhile is the next single job."""
+"""LeaseWriteBatcher: one lease write in flight, spaced by an interval; what comes meanwhile is
+the next single job; nothing waits after a quiet spell."""
 
 from __future__ import annotations
 
@@ -59,8 +60,21 @@ async def test_a_failed_write_fails_its_rows_only(db: Database) -> None:
     assert [lease.ip for lease in await DhcpStore(db).all_leases()] == [2]
 
 
-async def test_when_idle_a_row_is_written_at_the_end_of_its_loop_turn(db: Database) -> None:
+async def test_after_a_quiet_spell_a_row_is_written_at_once(db: Database) -> None:
     writes = LeaseWriteBatcher(db, DhcpStore(db))
+    writes.interval = 60.0  # would be noticed
+    await asyncio.wait_for(writes.add(row(1)), 10)
+    assert writes.batches == 1
+
+
+async def test_writes_under_load_are_spaced_by_the_interval(db: Database) -> None:
+    writes = LeaseWriteBatcher(db, DhcpStore(db))
+    writes.interval = 0.5
+    loop = asyncio.get_running_loop()
     await writes.add(row(1))
-    await writes.add(row(2))
-    assert writes.batches == 2
+    started = loop.time()
+    second = writes.add(row(2))
+    await asyncio.sleep(0.1)
+    assert not second.done() and writes.batches == 1  # waits for the interval to pass
+    await second
+    assert loop.time() - started >= 0.35 and writes.batches == 2
