@@ -84,6 +84,7 @@ class RunResult:
     perfdhcp_rc: int | None = None
     perfdhcp_rate_line: float | None = None
     server_cpu_s: float | None = None  # the server's user + system CPU during perfdhcp's run
+    server_wait_s: float | None = None  # time its threads were runnable but not running
     note: str = ""
 
     @property
@@ -412,15 +413,17 @@ def one_run(bench: Bench, server: Server, rate: int, rep: int) -> RunResult:
             ),
         )
         limit = args.period + args.exit_wait_us / 1e6 + 30
-        cpu_before = process_cpu_seconds(server.proc)
+        cpu_before, wait_before = process_cpu_seconds(server.proc), run_queue_wait(server.proc)
         try:
             out = bench.lab.exec(bench.net.client_ns, argv, timeout=limit, check=False)
         except subprocess.TimeoutExpired:
             result.note = f"perfdhcp did not finish within {limit:g} s"
             return result
-        cpu_after = process_cpu_seconds(server.proc)
+        cpu_after, wait_after = process_cpu_seconds(server.proc), run_queue_wait(server.proc)
         if cpu_before is not None and cpu_after is not None:
             result.server_cpu_s = cpu_after - cpu_before
+        if wait_before is not None and wait_after is not None:
+            result.server_wait_s = wait_after - wait_before
         (run_dir / "perfdhcp.out").write_text(out.stdout + out.stderr)
         result.perfdhcp_rc = out.returncode
         stats = parse_perfdhcp(out.stdout)
@@ -452,6 +455,21 @@ def process_cpu_seconds(proc: subprocess.Popen[Any] | None) -> float | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_queue_wait(proc: subprocess.Popen[Any] | None) -> float | None:
+    """Seconds the server's threads have spent runnable but waiting for a CPU, summed
+    (`/proc/PID/task/*/schedstat`, second field). On a shared machine this is the time other
+    work took from the server's core: a run with much of it is a run to repeat."""
+    if proc is None or proc.poll() is not None:
+        return None
+    total = 0
+    try:
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return total / 1e9
 
 
 def run_ladder(bench: Bench, name: str, rates: Sequence[int], deadline: float) -> ServerSummary:
@@ -490,8 +508,13 @@ def run_ladder(bench: Bench, name: str, rates: Sequence[int], deadline: float) -
                 f"{result.dora_per_s:8.1f} DORA/s, {result.failed_pct:6.2f} % failed "
                 f"(sent {result.discovers} DISCOVER, got {result.acks} ACK"
                 + (
-                    f"; server CPU {result.cpu_us_per_dora:.1f} µs/DORA)"
+                    f"; server CPU {result.cpu_us_per_dora:.1f} µs/DORA"
                     if result.cpu_us_per_dora is not None
+                    else ""
+                )
+                + (
+                    f", waited {100 * result.server_wait_s / args.period:.0f} % for its core)"
+                    if result.server_wait_s is not None
                     else ")"
                 )
                 + (" [perfdhcp short of its rate]" if result.generator_short else "")
