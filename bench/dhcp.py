@@ -472,56 +472,79 @@ def run_queue_wait(proc: subprocess.Popen[Any] | None) -> float | None:
     return total / 1e9
 
 
-def run_ladder(bench: Bench, name: str, rates: Sequence[int], deadline: float) -> ServerSummary:
+def run_ladder(
+    bench: Bench, summaries: list[ServerSummary], rates: Sequence[int], deadline: float
+) -> None:
+    """Every server at each rate of the ladder, in rounds: at a rate, each round runs every
+    server once (a fresh process each time), so that the load that other work puts on the
+    machine meanwhile falls on all of them alike, not on whichever server ran last. Fills
+    ``summaries`` as it goes (an interrupted run still reports what it measured)."""
     args = bench.args
-    summary = ServerSummary(name)
-    server = SERVER_CLASSES[name](bench)
-    try:
-        server.check()
-    except Unavailable as exc:
-        summary.unavailable = str(exc)
-        return summary
-    failures_in_a_row = 0
-    for rate in rates:
-        rs = RateSummary(rate)
-        summary.rates.append(rs)
-        if failures_in_a_row >= args.stop_after:
-            rs.skipped = f"skipped after {failures_in_a_row} failing rates"
+    servers: dict[str, Server] = {}
+    for summary in summaries:
+        server = SERVER_CLASSES[summary.name](bench)
+        try:
+            server.check()
+        except Unavailable as exc:
+            summary.unavailable = str(exc)
             continue
+        servers[summary.name] = server
+    failures_in_a_row = dict.fromkeys(servers, 0)
+    for rate in rates:
+        for summary in summaries:
+            if not summary.unavailable:
+                summary.rates.append(RateSummary(rate))
         for rep in range(args.repeat):
-            if time.monotonic() > deadline:
-                rs.skipped = "skipped: --deadline reached"
-                break
-            try:
-                result = one_run(bench, server, rate, rep)
-            except Unavailable as exc:
-                if not any(r.runs for r in summary.rates):
-                    # It never ran here: not installed, not implemented, refused its config.
-                    summary.unavailable = str(exc)
-                    summary.rates.clear()
-                    return summary
-                # It ran before: a start that fails later counts as a failed run.
-                result = RunResult(name, rate, args.period, note=f"did not start: {exc}")
-            rs.runs.append(result)
-            log(
-                f"{name:8} rate {rate:6}/s run {rep + 1}/{args.repeat}: "
-                f"{result.dora_per_s:8.1f} DORA/s, {result.failed_pct:6.2f} % failed "
-                f"(sent {result.discovers} DISCOVER, got {result.acks} ACK"
-                + (
-                    f"; server CPU {result.cpu_us_per_dora:.1f} µs/DORA"
-                    if result.cpu_us_per_dora is not None
-                    else ""
-                )
-                + (
-                    f", waited {100 * result.server_wait_s / args.period:.0f} % for its core)"
-                    if result.server_wait_s is not None
-                    else ")"
-                )
-                + (" [perfdhcp short of its rate]" if result.generator_short else "")
-                + (f" [{result.note}]" if result.note else "")
-            )
-        failures_in_a_row = 0 if rs.passed else failures_in_a_row + 1
-    return summary
+            for summary in summaries:
+                if summary.unavailable:
+                    continue
+                rs = summary.rates[-1]
+                if failures_in_a_row[summary.name] >= args.stop_after:
+                    rs.skipped = f"skipped after {failures_in_a_row[summary.name]} failing rates"
+                    continue
+                if time.monotonic() > deadline:
+                    rs.skipped = "skipped: --deadline reached"
+                    continue
+                _run_once(bench, servers[summary.name], summary, rs, rep)
+        for summary in summaries:
+            if not summary.unavailable and summary.rates[-1].runs:
+                rs = summary.rates[-1]
+                failures = failures_in_a_row[summary.name]
+                failures_in_a_row[summary.name] = 0 if rs.passed else failures + 1
+
+
+def _run_once(
+    bench: Bench, server: Server, summary: ServerSummary, rs: RateSummary, rep: int
+) -> None:
+    args, name, rate = bench.args, summary.name, rs.rate
+    try:
+        result = one_run(bench, server, rate, rep)
+    except Unavailable as exc:
+        if not any(r.runs for r in summary.rates):
+            # It never ran here: not installed, not implemented, refused its config.
+            summary.unavailable = str(exc)
+            summary.rates.clear()
+            return
+        # It ran before: a start that fails later counts as a failed run.
+        result = RunResult(name, rate, args.period, note=f"did not start: {exc}")
+    rs.runs.append(result)
+    log(
+        f"{name:8} rate {rate:6}/s run {rep + 1}/{args.repeat}: "
+        f"{result.dora_per_s:8.1f} DORA/s, {result.failed_pct:6.2f} % failed "
+        f"(sent {result.discovers} DISCOVER, got {result.acks} ACK"
+        + (
+            f"; server CPU {result.cpu_us_per_dora:.1f} µs/DORA"
+            if result.cpu_us_per_dora is not None
+            else ""
+        )
+        + (
+            f", waited {100 * result.server_wait_s / args.period:.0f} % for its core)"
+            if result.server_wait_s is not None
+            else ")"
+        )
+        + (" [perfdhcp short of its rate]" if result.generator_short else "")
+        + (f" [{result.note}]" if result.note else "")
+    )
 
 
 def log(message: str) -> None:
@@ -657,8 +680,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             lab.addr(net.client_ns, net.client_if, f"{GIADDR}/16")
             lab.route(net.server_ns, RELAYED_CIDR, _ip(RELAY_LINK_ADDR))
             bench = Bench(lab, net, args, lab.tmpdir)
-            for name in args.server_list:
-                summaries.append(run_ladder(bench, name, args.rate_list, deadline))
+            summaries.extend(ServerSummary(name) for name in args.server_list)
+            run_ladder(bench, summaries, args.rate_list, deadline)
     except KeyboardInterrupt:
         log("interrupted: the lab is removed; partial results follow")
     finally:
