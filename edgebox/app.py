@@ -42,6 +42,7 @@ from edgebox.services.boot_service import BootService
 from edgebox.services.clock import Clock, SystemClock
 from edgebox.services.commissioning_service import CommissioningService
 from edgebox.services.commissioning_watchdog import CommissioningWatchdog
+from edgebox.services.deploy_parts import DeployParts, build_deploy_parts
 from edgebox.services.dhcp_service import DhcpService
 from edgebox.services.dhcp_subnets import SubnetRegistry
 from edgebox.services.event_bus import EventBus
@@ -106,6 +107,7 @@ class Edgebox:
         self.images: ImageService | None = None
         self.scripts: ScriptAgent | None = None
         self.watchdog: CommissioningWatchdog | None = None
+        self.deploy: DeployParts | None = None
         db.on_commit(self.bus.publish)
 
     @classmethod
@@ -150,10 +152,13 @@ class Edgebox:
             images=self._images(),
         )
         ctx = await self._commissioning(ctx)
+        ctx = await self._deploy(ctx)
         token = await auth.bootstrap_admin() if self.settings.auth.bootstrap_admin else None
         self.boot = self._boot(events)
         if ctx.dhcp is not None:
             self.boot.mac_for_ip = ctx.dhcp.mac_for_ip
+        if self.deploy is not None:
+            self.boot.boots_locally = self.deploy.deploys.boots_locally
         return ctx, token
 
     def _tftp(self, machine_port: int) -> TftpListener | None:
@@ -216,6 +221,17 @@ class Edgebox:
         )
         return dataclasses.replace(ctx, scripts=scripts, commissioning=service)
 
+    async def _deploy(self, ctx: ApiContext) -> ApiContext:
+        """Allocate, deploy and release; what was in flight when edgebox stopped is watched
+        again before the machine-facing server answers its agents."""
+        assert ctx.images is not None
+        self.deploy = build_deploy_parts(
+            self.settings.deploy, self.db, images=ctx.images, events=ctx.events,
+            clock=self.clock, power=self.power,
+        )  # fmt: skip
+        await self.deploy.deploys.load()
+        return dataclasses.replace(ctx, deploy=self.deploy)
+
     def _boot(self, events: EventService) -> BootService:
         loaders = check_loaders(self.settings.loaders_dir)
         serving = bool(self.settings.dhcp.interfaces)
@@ -272,6 +288,10 @@ class Edgebox:
                     if self.watchdog is not None:
                         watchdog = group.create_task(self.watchdog.run(), name="watchdog")
                         services.append(watchdog)
+                    if self.deploy is not None:
+                        deploys, releases = self.deploy.deploys, self.deploy.releases
+                        services.append(group.create_task(deploys.run(), name="deploys"))
+                        services.append(group.create_task(releases.run(), name="releases"))
                     log.info(
                         "edgebox ready version=%s site_id=%s api=%s machine_http=%s db=%s",
                         __version__,
@@ -296,8 +316,9 @@ class Edgebox:
     async def _listeners(self, ctx: ApiContext) -> AsyncIterator[Listening]:
         api = web.AppRunner(build_api_app(ctx), shutdown_timeout=5.0)
         machine_app = build_machine_app(
-            self.boot, ctx.machines, scripts=self.scripts, images=ctx.images
-        )
+            self.boot, ctx.machines, scripts=self.scripts, images=ctx.images,
+            deploys=self.deploy.agent if self.deploy else None,
+        )  # fmt: skip
         machine = web.AppRunner(machine_app, shutdown_timeout=5.0)
         await api.setup()
         await machine.setup()

@@ -9,6 +9,7 @@ from aiohttp import web
 from edgebox.domain.models import Site
 from edgebox.services.auth_service import AuthService
 from edgebox.services.commissioning_service import CommissioningService
+from edgebox.services.deploy_parts import DeployParts
 from edgebox.services.dhcp_service import DhcpService
 from edgebox.services.event_service import EventService
 from edgebox.services.image_service import ImageService
@@ -31,6 +32,7 @@ class ApiContext:
     scripts: ScriptService | None = None
     commissioning: CommissioningService | None = None
     images: ImageService | None = None
+    deploy: DeployParts | None = None
 
 
 CONTEXT = web.AppKey("edgebox_context", ApiContext)

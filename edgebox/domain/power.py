@@ -26,6 +26,9 @@ class PowerOp(StrEnum):
     SOFT_OFF = "soft-off"  # ask the OS to shut down
     CYCLE = "cycle"
     QUERY = "query"
+    # make the local disk the first boot device, for good; the power stays as it is (after a
+    # deploy, so that a network-first machine still boots what was written)
+    BOOT_DISK = "boot-disk"
 
 
 class PowerOpState(StrEnum):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from edgebox.domain.commissioning_settings import CommissioningSettings
+from edgebox.domain.deploy_settings import DeploySettings
 from edgebox.domain.tftp_settings import TftpSettings, check_tftp_settings
 
 T = TypeVar("T")
@@ -190,6 +191,7 @@ class Settings:
     commissioning: CommissioningSettings = field(default_factory=CommissioningSettings)
     power: PowerSettings = PowerSettings()
     images: ImageSettings = ImageSettings()
+    deploy: DeploySettings = field(default_factory=DeploySettings)
 
     @property
     def database_path(self) -> Path:

@@ -5,7 +5,7 @@
   Range support (aiohttp's FileResponse, sendfile underneath).
 - `POST /machine/v1/enlist|heartbeat|status`: the agent's API, authenticated by the per-boot
   token from the kernel command line; the script calls of commissioning and testing are in
-  `script_http.py`.
+  `script_http.py`, those of deploy and erase (and the cloud-init seed) in `deploy_http.py`.
 - `GET /images/<sha256>`, `GET /images/manifests/<name>`: the image cache (`image_http.py`).
 - `GET /health`.
 Every boot step is an event on the MAC's boot timeline.
@@ -22,9 +22,11 @@ from aiohttp import web
 from edgebox import __version__
 from edgebox.domain.identifiers import parse_mac
 from edgebox.domain.models import MachineFilter
+from edgebox.net.deploy_http import add_deploy_routes
 from edgebox.net.image_http import add_image_routes
 from edgebox.net.script_http import SCRIPT_AGENT, add_script_routes
 from edgebox.services.boot_service import AgentAuthError, AgentInputError, BootService
+from edgebox.services.deploy_agent import DeployAgent
 from edgebox.services.image_service import ImageService
 from edgebox.services.machine_service import MachineService
 from edgebox.services.script_agent import ScriptAgent, boot_id
@@ -138,6 +140,7 @@ def build_machine_app(
     machines: MachineService | None = None,
     scripts: ScriptAgent | None = None,
     images: ImageService | None = None,
+    deploys: DeployAgent | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=4 * 1024 * 1024)
     if boot is not None and machines is not None:
@@ -145,6 +148,8 @@ def build_machine_app(
         app[MACHINES] = machines
         if scripts is not None:
             add_script_routes(app, boot, scripts)
+        if deploys is not None:
+            add_deploy_routes(app, boot, deploys)
     app.router.add_get("/health", health)
     app.router.add_get("/boot/ipxe", ipxe_script)
     app.router.add_get(

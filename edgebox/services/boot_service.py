@@ -80,6 +80,8 @@ class BootService:
         self.resources = resources
         self.loaders = loaders
         self.mac_for_ip: Callable[[str], str | None] = lambda ip: None
+        # A Deploying machine whose image is written boots its disk (the deploy service knows).
+        self.boots_locally: Callable[[Machine], bool] = lambda machine: False
         self._noted: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue(NOTED_LIMIT)
         # Every agent call is authenticated; at commissioning scale (a dozen calls a script,
         # a thousand machines) the two reads that takes were most of the database's reads.
@@ -92,7 +94,7 @@ class BootService:
     async def script(self, mac: str, base_url: str, machine: Machine | None) -> str:
         status = machine.status if machine is not None else None
         name = machine.hostname if machine is not None else mac
-        if status in LOCAL_BOOT:
+        if status in LOCAL_BOOT or (machine is not None and self.boots_locally(machine)):
             await self._step(mac, "script", "local disk", machine)
             return _local_boot_script(name)
         purpose = PURPOSE_OF.get(status, "poweroff") if status is not None else "enlist"

@@ -62,6 +62,7 @@ _WORDS = {
     PowerOp.SOFT_OFF: "shut down",
     PowerOp.CYCLE: "power cycle",
     PowerOp.QUERY: "power query",
+    PowerOp.BOOT_DISK: "boot from disk",
 }
 
 
@@ -523,7 +524,7 @@ async def _check_config(kind: DriverKind, config: BmcConfig) -> None:
     await driver.close()
 
 
-async def _drive(driver: PowerDriver, op: PowerOp) -> PowerState | None:
+async def _drive(driver: PowerDriver, op: PowerOp) -> PowerState | None:  # noqa: PLR0911
     """Carry out one operation; the power state it leaves the machine in (None: not known
     yet, e.g. a shutdown the OS is still doing)."""
     if op is PowerOp.ON:
@@ -545,6 +546,9 @@ async def _drive(driver: PowerDriver, op: PowerOp) -> PowerState | None:
     if op is PowerOp.CYCLE:
         await driver.power_cycle()
         return PowerState.ON
+    if op is PowerOp.BOOT_DISK:
+        await driver.set_boot_device(BootDevice.DISK, once=False)
+        return None
     return await driver.query()
 
 
