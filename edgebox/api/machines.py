@@ -6,6 +6,8 @@ from aiohttp import web
 
 from edgebox.api.commissioning import commissioning, run_request
 from edgebox.api.context import context
+from edgebox.api.deploy import DEPLOY_ACTIONS, deploy_action
+from edgebox.api.deploy_shapes import DEPLOY_OPTIONS
 from edgebox.api.errors import ApiError
 from edgebox.api.json_shapes import machine_json
 from edgebox.api.request_input import (
@@ -30,8 +32,9 @@ from edgebox.services.machine_service import AVAILABLE_ACTIONS as MACHINE_ACTION
 from edgebox.services.machine_service import ActionRequest
 
 MAX_PAGE = 1000
-# commission, test and abort start and stop runs of scripts (commissioning_service.py).
-AVAILABLE_ACTIONS = (*MACHINE_ACTIONS, *COMMISSIONING_ACTIONS)
+# commission, test and abort start and stop runs of scripts (commissioning_service.py);
+# allocate, deploy, release (and abort of a deploy or an erase) are in deploy.py.
+AVAILABLE_ACTIONS = (*MACHINE_ACTIONS, *COMMISSIONING_ACTIONS, *DEPLOY_ACTIONS)
 
 
 def _mac(field: str, text: str) -> str:
@@ -131,9 +134,15 @@ async def machine_action(request: web.Request) -> web.Response:
     except ValueError:
         action = None
     running = AVAILABLE_ACTIONS if context(request).commissioning else MACHINE_ACTIONS
+    if context(request).deploy is not None:
+        running = (*running, *DEPLOY_ACTIONS, Action.ABORT)
     if action is None or action not in running:
         available = ", ".join(a.value for a in running)
         raise ApiError(404, "not_found", f"no action {name!r}; available actions: {available}")
+    if action in DEPLOY_ACTIONS or action is Action.ABORT:
+        answer = await deploy_action(request, action)
+        if answer is not None:
+            return answer
     if action in COMMISSIONING_ACTIONS:
         options = run_request(request, await json_object(request, {"comment", "tests"}))
         machine = await commissioning(request).act(request.match_info["system_id"], action, options)
@@ -260,6 +269,7 @@ ROUTES = [
                 "add": STR_LIST,
                 "remove": STR_LIST,
                 "tests": {**STR_LIST, "description": "commission, test: the tests to run"},
+                **DEPLOY_OPTIONS,
             },
             "additionalProperties": False,
         },

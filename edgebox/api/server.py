@@ -7,6 +7,7 @@ from aiohttp import web
 from edgebox.api import (
     boot,
     commissioning,
+    deploy,
     dhcp,
     events,
     images,
@@ -34,6 +35,7 @@ ROUTES: list[Route] = [
     *boot.ROUTES,
     *power.ROUTES,
     *images.ROUTES,
+    *deploy.ROUTES,
 ]
 MAX_BODY = 1024 * 1024
 

@@ -19,6 +19,7 @@ SAMPLES = {
     "name": "gpu",
     "result_id": "1",
     "ref": "debian-12",
+    "rollout_id": "1",
 }
 
 
