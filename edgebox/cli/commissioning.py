@@ -10,20 +10,16 @@ in a pipe), and exits 1 if any machine was refused or ended Failed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import click
-from rich.live import Live
-from rich.table import Table
 
 from edgebox.cli import render
-from edgebox.cli.client import ApiClient, ApiError, JsonObject, path_segment
-from edgebox.cli.context import CliContext, CliUsageError, call_api, json_option, pass_cli
+from edgebox.cli.bulk import Snapshot, follow_progress, label, resolve_system_ids, selection
+from edgebox.cli.client import ApiClient, JsonObject, path_segment
+from edgebox.cli.context import CliContext, call_api, json_option, pass_cli
 from edgebox.cli.machines import find_machine
 from edgebox.domain.lifecycle import Status
 
@@ -41,47 +37,10 @@ def parse_tests(value: str | None) -> list[str] | None:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
-async def _system_ids(client: ApiClient, idents: Sequence[str]) -> list[str]:
-    """Machines named by system_id or hostname; an unknown one stays as given (the server
-    refuses it by name)."""
-    limit = asyncio.Semaphore(16)
-
-    async def one(ident: str) -> str:
-        async with limit:
-            try:
-                return str((await find_machine(client, ident))["system_id"])
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
-                return ident
-
-    return list(await asyncio.gather(*(one(i) for i in idents)))
-
-
-def _selection(
-    idents: Sequence[str], tags: Sequence[str], statuses: Sequence[str], pool: str | None,
-    zone: str | None,
-) -> tuple[dict[str, Any], list[tuple[str, str]]]:  # fmt: skip
-    """The bulk request's filter, and the same as /machines query parameters (to follow)."""
-    flt: dict[str, Any] = {}
-    query: list[tuple[str, str]] = [("tag", t) for t in tags]
-    if tags:
-        flt["tag"] = list(tags)
-    if statuses:
-        flt["status"] = list(statuses)
-    for name, value in (("pool", pool), ("zone", zone)):
-        if value is not None:
-            flt[name] = value
-            query.append((name, value))
-    if not idents and not flt:
-        raise CliUsageError("name machines (IDs) or give a filter: --tag, --status, --pool, --zone")
-    return flt, query
-
-
 def _start(cli: CliContext, action: str, options: Mapping[str, Any]) -> None:
     idents: Sequence[str] = options["idents"]
-    flt, query = _selection(idents, options["tags"], options["statuses"], options["pool"],
-                            options["zone"])  # fmt: skip
+    flt, query = selection(idents, options["tags"], options["statuses"], options["pool"],
+                           options["zone"])  # fmt: skip
     body: dict[str, Any] = {"action": action}
     if flt:
         body["filter"] = flt
@@ -93,7 +52,7 @@ def _start(cli: CliContext, action: str, options: Mapping[str, Any]) -> None:
 
     async def start(client: ApiClient) -> JsonObject:
         if idents:
-            body["machines"] = await _system_ids(client, idents)
+            body["machines"] = await resolve_system_ids(client, idents)
         answer: JsonObject = await client.post("/commissioning", body)
         return answer
 
@@ -103,7 +62,7 @@ def _start(cli: CliContext, action: str, options: Mapping[str, Any]) -> None:
     refused = [i for i in items if not i.get("accepted")]
     if not cli.json_output:
         for item in refused:
-            click.echo(f"refused: {_label(item)}: {item.get('reason')}", err=True)
+            click.echo(f"refused: {label(item)}: {item.get('reason')}", err=True)
         verb = "commissioning" if action == "commission" else "testing"
         click.echo(f"Started {verb} of {len(accepted)} machine(s); {len(refused)} refused.")
     if not options["wait"] or not accepted:
@@ -118,14 +77,9 @@ def _start(cli: CliContext, action: str, options: Mapping[str, Any]) -> None:
         render.print_json({**answer, "machines": final})
     else:
         for machine in failed:
-            click.echo(f"{machine.get('status')}: {_label(machine)}", err=True)
+            click.echo(f"{machine.get('status')}: {label(machine)}", err=True)
     if refused or failed:
         raise click.exceptions.Exit(1)
-
-
-def _label(item: Mapping[str, Any]) -> str:
-    hostname = item.get("hostname")
-    return f"{item.get('system_id')} ({hostname})" if hostname else str(item.get("system_id"))
 
 
 def follow(
@@ -133,32 +87,13 @@ def follow(
 ) -> list[JsonObject]:
     """Poll the machines until none is busy (or `timeout`); show the count per status."""
     wanted = set(system_ids)
-    started = time.monotonic()
 
-    async def poll(client: ApiClient) -> list[JsonObject]:
-        live = Live(console=render.make_console(), auto_refresh=False, transient=False)
-        tty = sys.stdout.isatty() and not cli.json_output
-        last = ""
-        with live if tty else contextlib.nullcontext():
-            while True:
-                machines = await _fetch(client, system_ids, wanted, query)
-                counts = Counter(str(m.get("status")) for m in machines)
-                elapsed = time.monotonic() - started
-                if tty:
-                    live.update(_progress(counts, elapsed), refresh=True)
-                elif not cli.json_output:
-                    line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-                    if line != last:
-                        click.echo(f"[{elapsed:5.0f}s] {line}")
-                        last = line
-                if not any(s in BUSY for s in counts):
-                    return machines
-                if timeout is not None and elapsed >= timeout:
-                    click.echo(f"gave up waiting after {timeout:.0f}s", err=True)
-                    return machines
-                await asyncio.sleep(POLL_S)
+    async def poll(client: ApiClient) -> tuple[list[JsonObject], Snapshot]:
+        machines = await _fetch(client, system_ids, wanted, query)
+        counts = Counter(str(m.get("status")) for m in machines)
+        return machines, Snapshot(counts, BUSY, FAILED, done=not any(s in BUSY for s in counts))
 
-    return call_api(cli, poll)
+    return follow_progress(cli, poll, timeout, POLL_S)
 
 
 async def _fetch(
@@ -175,17 +110,6 @@ async def _fetch(
         found += [m for m in page.get("items", []) if m.get("system_id") in wanted]
         cursor = page.get("next")
     return found
-
-
-def _progress(counts: Counter[str], elapsed: float) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
-    table.add_column("STATUS")
-    table.add_column("MACHINES", justify="right")
-    for status, count in sorted(counts.items(), key=lambda item: (item[0] not in BUSY, item[0])):
-        style = "red" if status in FAILED else ("yellow" if status in BUSY else "green")
-        table.add_row(status, str(count), style=style)
-    table.caption = f"{elapsed:.0f}s elapsed; {sum(counts.values())} machine(s)"
-    return table
 
 
 _RUN_OPTIONS: tuple[Callable[[Any], Any], ...] = (

@@ -16,6 +16,7 @@ from edgebox import __version__
 from edgebox.cli.actions import ACTION_COMMANDS
 from edgebox.cli.commissioning import COMMISSIONING_COMMANDS
 from edgebox.cli.context import CliContext
+from edgebox.cli.deploy import DEPLOY_COMMANDS
 from edgebox.cli.dhcp import dhcp
 from edgebox.cli.events import events
 from edgebox.cli.images import images
@@ -63,7 +64,7 @@ for _command in (login, logout, status, machines, events, token, dhcp, power, ta
     cli.add_command(_command)
 cli.add_command(images)
 cli.add_command(scripts)
-for _command in COMMISSIONING_COMMANDS:
+for _command in (*COMMISSIONING_COMMANDS, *DEPLOY_COMMANDS):
     cli.add_command(_command)
 
 
