@@ -397,7 +397,9 @@ class DeployService:
         await self.drive_power(changed.machine, PowerOp.BOOT_DISK, changed.deployment)
         return "reboot"
 
-    async def failed(self, d: Deployment, outcome: AgentOutcome, actor: str = "agent") -> None:
+    async def failed(self, d: Deployment, outcome: AgentOutcome, actor: str = "agent") -> bool:
+        """Fail `d` (and its machine, if it is still in the busy status); False: `d` had
+        ended already, or is gone with its machine."""
         now = self._clock.now()
         progress = self.tracker.with_progress(d)
 
@@ -418,8 +420,10 @@ class DeployService:
             return Change(fields, lifecycle=after, events=[event])
 
         changed = await self._store.change(d.id, decide)
-        if changed is not None:
-            await self.ended([changed.deployment])
+        if changed is None:
+            return False
+        await self.ended([changed.deployment])
+        return True
 
     async def reached(self, system_id: str, how: str) -> bool:
         """The deployed OS called (its user-data fetch, or a phone-home): Deployed."""
@@ -509,8 +513,10 @@ class DeployService:
             d = active.deployment
             self.tracker.forget(d.machine_id, d.id)
             log.warning("deploy watchdog system_id=%s deployment=%d: %s", d.system_id, d.id, reason)
-            await self.failed(d, AgentOutcome(False, d.step.value, reason), actor="watchdog")
-            failed += 1
+            if await self.failed(d, AgentOutcome(False, d.step.value, reason), actor="watchdog"):
+                failed += 1
+            else:  # it ended unseen (its machine was deleted): still release what it held
+                await self.ended([d])
         return failed
 
     async def run(self) -> None:

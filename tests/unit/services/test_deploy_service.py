@@ -280,3 +280,14 @@ async def test_a_manual_machine_is_not_asked_to_boot_from_disk(rig: DeployRig) -
     assert await agent.deploy() == {"action": "reboot"}
     assert rig.power.of(machine.system_id) == [PowerOp.ON_NETWORK]
     assert await agent.boot() == "local"
+
+
+async def test_a_deleted_deploying_machine_gives_its_image_back(rig: DeployRig) -> None:
+    machine = await rig.ready_machine()
+    await rig.parts.deploys.deploy(machine.system_id, request())
+    await rig.machines.delete(machine.system_id, "olga")
+    assert (await rig.images.resolve("tiny")).holders == (f"machine:{machine.system_id}",)
+    rig.clock.advance(1800)
+    assert await rig.parts.deploys.check() == 0  # nothing left to fail
+    assert (await rig.images.resolve("tiny")).holders == ()
+    assert rig.parts.deploys.tracker.count == 0
