@@ -83,10 +83,10 @@ class DeployAgent:
         d = self._deployment(call, "deploy/done")
         outcome = _judged(lambda: judge_deploy_done(d, body))
         if outcome.ok:
-            return {"action": await self._deploys.written(d, outcome)}
+            return {"action": await self._deploys.outcomes.written(d, outcome)}
         log.warning("deploy failed system_id=%s step=%s: %s", d.system_id, outcome.step,
                     outcome.error)  # fmt: skip
-        await self._deploys.failed(d, outcome)
+        await self._deploys.outcomes.failed(d, outcome)
         return {"action": "poweroff"}
 
     # -- erase -----------------------------------------------------------------------------
@@ -112,7 +112,7 @@ class DeployAgent:
         progress = _judged(lambda: parse_progress(body, erase=erase))
         before = self._tracker.report(d.machine_id, progress)
         if before is None or before.step != progress.step:
-            await self._deploys.progressed(d, progress.step, progress.done, progress.total)
+            await self._deploys.outcomes.progressed(d, progress.step, progress.done, progress.total)
 
     # -- cloud-init (no token) ---------------------------------------------------------------
 
@@ -125,7 +125,7 @@ class DeployAgent:
         if name == "meta-data":
             return cloud_init.meta_data(d.system_id, d.hostname, d.ssh_keys)
         if name == "user-data":
-            await self._deploys.reached(system_id, "fetched its user-data")
+            await self._deploys.outcomes.reached(system_id, "fetched its user-data")
             return cloud_init.user_data(d.user_data)
         if name == "vendor-data":
             return cloud_init.vendor_data(f"{base_url}/cloud-init/{system_id}/phone-home")
@@ -135,7 +135,7 @@ class DeployAgent:
         d = await self._deployed_or_deploying(system_id)
         if d is None:
             return False
-        await self._deploys.reached(system_id, "phoned home")
+        await self._deploys.outcomes.reached(system_id, "phoned home")
         return True
 
     async def _deployed_or_deploying(self, system_id: str) -> Deployment | None:

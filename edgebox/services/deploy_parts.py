@@ -12,7 +12,8 @@ from edgebox.domain.deploy_settings import DeploySettings
 from edgebox.services.allocation_service import AllocationService
 from edgebox.services.clock import Clock
 from edgebox.services.deploy_agent import DeployAgent
-from edgebox.services.deploy_service import DeployPower, DeployService
+from edgebox.services.deploy_outcomes import DeployPower
+from edgebox.services.deploy_service import DeployService
 from edgebox.services.deploy_views import DeployViews
 from edgebox.services.event_service import EventService
 from edgebox.services.image_service import ImageService

@@ -78,7 +78,7 @@ class ReleaseService:
         self, system_id: str, request: ReleaseRequest, rollout_id: int | None = None
     ) -> Machine:
         machine = await self._machines.get(system_id)
-        power = self._deploys.power
+        power = self._deploys.outcomes.power
         has_bmc = power is not None and await power.has_bmc(machine.id)
         released = await self._store.start_release(
             system_id, self._plan(request, has_bmc), rollout_id
@@ -157,18 +157,18 @@ class ReleaseService:
         return decide
 
     async def _after(self, released: Released) -> None:
-        await self._deploys.ended(released.cancelled)
+        await self._deploys.outcomes.ended(released.cancelled)
         d = released.deployment
         if d is None:
             return
         if d.state is not DeployState.RUNNING:
-            await self._deploys.ended([d])
+            await self._deploys.outcomes.ended([d])
             return
         self._deploys.tracker.track(d)
         if d.step is DeployStep.ERASING:
-            await self._deploys.drive_power(released.machine, PowerOp.ON_NETWORK, d)
+            await self._deploys.outcomes.drive_power(released.machine, PowerOp.ON_NETWORK, d)
             return
-        op = await self._deploys.drive_power(released.machine, PowerOp.OFF, d)
+        op = await self._deploys.outcomes.drive_power(released.machine, PowerOp.OFF, d)
         if op is not None:
             changed = await self._store.change(d.id, lambda m, cur: Change({"power_op_id": op.id}))
             if changed is not None:
@@ -194,8 +194,8 @@ class ReleaseService:
 
         changed = await self._store.change(d.id, decide)
         assert changed is not None
-        await self._deploys.ended([changed.deployment])
-        await self._deploys.drive_power(changed.machine, PowerOp.OFF, changed.deployment)
+        await self._deploys.outcomes.ended([changed.deployment])
+        await self._deploys.outcomes.drive_power(changed.machine, PowerOp.OFF, changed.deployment)
         return changed.machine
 
     # -- the machine's part and the power queue -----------------------------------------
@@ -203,7 +203,7 @@ class ReleaseService:
     async def erased(self, d: Deployment, outcome: AgentOutcome) -> None:
         """The agent's erase/done: Ready (no owner), or Failed disk erasing."""
         if not outcome.ok:
-            await self._deploys.failed(d, outcome)
+            await self._deploys.outcomes.failed(d, outcome)
             return
         await self._succeed(d, outcome.result, Action.ERASE_SUCCEEDED, "agent",
                             "disks erased: " + _erased(outcome.result))  # fmt: skip
@@ -224,11 +224,11 @@ class ReleaseService:
 
         changed = await self._store.change(d.id, decide)
         if changed is not None:
-            await self._deploys.ended([changed.deployment])
+            await self._deploys.outcomes.ended([changed.deployment])
 
     async def check_power_offs(self) -> None:
         """Look at the power-offs waited for: done -> Ready, failed -> Failed releasing."""
-        power = self._deploys.power
+        power = self._deploys.outcomes.power
         if not self._power_offs or power is None:
             return
         for op in await power.ops(list(self._power_offs)):
@@ -242,7 +242,7 @@ class ReleaseService:
                 await self._succeed(d, {}, Action.RELEASE_SUCCEEDED, "edgebox", "powered off")
             else:
                 failure = AgentOutcome(False, "power-off", f"power off failed: {op.error}")
-                await self._deploys.failed(d, failure, actor="edgebox")
+                await self._deploys.outcomes.failed(d, failure, actor="edgebox")
 
     async def run(self) -> None:
         """Check the awaited power-offs every `poll_s` while there are any, until cancelled."""
