@@ -180,3 +180,25 @@ async def test_release_many_follows_as_one_rollout(rig: DeployRig) -> None:
             break
         await asyncio.sleep(0.01)
     assert (await rig.parts.views.rollout(bulk.rollout_id)).rollout.state.value == "done"
+
+
+async def test_the_watchdog_fails_a_silent_erase_and_a_power_off_never_done(
+    rig: DeployRig,
+) -> None:
+    erasing, waiting = await deployed(rig), await deployed(rig)
+    await rig.parts.releases.release(erasing.system_id, ReleaseRequest("olga", EraseMode.FULL))
+    rig.power.outcome = PowerOpState.WAITING  # a person was asked and never confirmed
+    await rig.parts.releases.release(waiting.system_id, ReleaseRequest("olga"))
+    agent = rig.agent(erasing)
+    await agent.boot()
+    await agent.post("/machine/v1/erase/progress", json={"disk": "vda", "done": 5, "total": 9})
+    rig.clock.advance(1799)
+    assert await rig.parts.deploys.check() == 0
+    rig.clock.advance(1)
+    assert await rig.parts.deploys.check() == 2
+    assert await rig.status(erasing.system_id) is Status.FAILED_DISK_ERASING
+    assert await rig.status(waiting.system_id) is Status.FAILED_RELEASING
+    erase = (await rig.parts.views.deployment(erasing.system_id)).deployment
+    assert "silent for 30 min during the erase; its last report: vda 5 of 9 bytes" in erase.error
+    off = (await rig.parts.views.deployment(waiting.system_id)).deployment
+    assert "was not powered off in the 30 min" in off.error
