@@ -269,7 +269,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_edgebox(work: Path) -> tuple[subprocess.Popen[bytes], str, str, Path, str]:
+def start_edgebox(
+    work: Path, extra: dict[str, Any] | None = None
+) -> tuple[subprocess.Popen[bytes], str, str, Path, str]:
     api_port, machine_port = free_port(), free_port()
     config = work / "edgebox.yaml"
     config.write_text(yaml.safe_dump({
@@ -279,6 +281,7 @@ def start_edgebox(work: Path) -> tuple[subprocess.Popen[bytes], str, str, Path, 
         "site": {"name": "bench"},
         "log": {"level": "warning"},
         "power": {"poll_interval": 0},
+        **(extra or {}),
     }))  # fmt: skip
     build = work / "build"
     build.mkdir()
