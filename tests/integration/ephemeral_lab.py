@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,10 +119,11 @@ def start_api(
     actions: list[str],
     name: str,
     plan: Plan | None = None,
+    extra_args: Sequence[str] = (),
 ) -> MachineApi:
-    """The stand-in API in the lab's server namespace."""
+    """The stand-in API in the lab's server namespace (`extra_args`: more of its options)."""
     record = lab.tmpdir / f"{name}-api.jsonl"
-    argv = api_argv(net.server_ip, port, token, actions, record, plan)
+    argv = [*api_argv(net.server_ip, port, token, actions, record, plan), *extra_args]
     log = (lab.tmpdir / f"{name}-api.log").open("w")
     try:
         proc = lab.run(net.server_ns, argv, stdout=subprocess.PIPE, stderr=log, text=True)
@@ -200,8 +202,9 @@ def boot_vm(
     tap = f"tap-{spec.name}"[:15]
     lab.tap(net.client_ns, tap, bridge=net.bridge)
     disk = lab.tmpdir / f"{spec.name}.img"
-    with disk.open("wb") as f:
-        os.truncate(f.fileno(), spec.disk_bytes)  # sparse: costs no space
+    if not disk.exists():  # a test may have put content there for the VM to find
+        with disk.open("wb") as f:
+            os.truncate(f.fileno(), spec.disk_bytes)  # sparse: costs no space
     console = logdir / f"{spec.name}.console"
     smbios = (
         f"type=1,manufacturer={spec.vendor},product={spec.product},serial={spec.serial},"
@@ -221,8 +224,9 @@ def boot_vm(
     ]  # fmt: skip
     for i, (device, size, serial) in enumerate(spec.extra_disks, start=1):
         extra = lab.tmpdir / f"{spec.name}-{i}.img"
-        with extra.open("wb") as f:
-            os.truncate(f.fileno(), size)
+        if not extra.exists():
+            with extra.open("wb") as f:
+                os.truncate(f.fileno(), size)
         argv += ["-drive", f"file={extra},if=none,id=d{i},format=raw"]
         argv += ["-device", f"{device},drive=d{i},serial={serial}"]
     for i, (device, mac) in enumerate(spec.extra_nics, start=1):
