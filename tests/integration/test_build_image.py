@@ -1,5 +1,8 @@
-"""scripts/build-image --tiny: a signed raw image that imports, and whose disk boots to its
-marker under SeaBIOS (MBR -> SYSLINUX) and under OVMF (\\EFI\\BOOT\\BOOTX64.EFI, a UKI)."""
+"""scripts/build-image --tiny: a signed raw image that imports, whose first partition is the
+FAT file system labelled CIDATA that cloud-init (and the tiny image's own /init) look for, and
+whose disk boots to its marker under SeaBIOS (MBR -> SYSLINUX) and under OVMF
+(\\EFI\\BOOT\\BOOTX64.EFI, a UKI). Without a seed (this test writes none) the tiny /init
+says so and powers off; the deploy tests give it one (test_agent_deploy_vm.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from tests.lab import skip_unless_lab
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 ROOT = Path(__file__).resolve().parents[2]
-MARKER = "EDGEBOX-DEPLOYED-OK"
+MARKER = "EDGEBOX-TINY booted"
 TOOLS = ("qemu-system-x86_64", "zstd", "syslinux", "mcopy", "mkfs.vfat", "sfdisk", "objcopy")
 
 
@@ -64,6 +67,16 @@ def test_the_manifest_is_signed_and_describes_the_disk(tiny: tuple[Path, Path]) 
     )
     assert m.disk.size == (out / "disk.raw.zst").stat().st_size
     assert json.loads((out / "manifest.json").read_text())["signature"]["alg"] == "ed25519"
+
+
+def test_the_first_partition_is_fat_labelled_cidata(tiny: tuple[Path, Path]) -> None:
+    out, _ = tiny
+    probe = subprocess.run(
+        ["blkid", "-p", "-o", "export", "-O", str(1 << 20), str(out.parent / "disk.raw")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    fields = dict(line.split("=", 1) for line in probe.stdout.splitlines())
+    assert (fields["TYPE"], fields["LABEL"]) == ("vfat", "CIDATA"), fields
 
 
 def boot(disk: Path, firmware: str, work: Path) -> str:
@@ -116,5 +129,7 @@ def test_the_disk_boots_on_both_firmwares(
     out, _ = tiny
     text = boot(out.parent / "disk.raw", firmware, tmp_path)
     assert f"{MARKER} firmware={firmware}" in text, text[-3000:]
+    assert "EDGEBOX-TINY no seed: no seedfrom in the meta-data on /dev/vda1" in text, text[-3000:]
+    assert "EDGEBOX-DEPLOYED-OK" not in text
     if firmware == "bios":
         assert "SYSLINUX" in text
