@@ -84,7 +84,11 @@ class RunResult:
     perfdhcp_rc: int | None = None
     perfdhcp_rate_line: float | None = None
     server_cpu_s: float | None = None  # the server's user + system CPU during perfdhcp's run
-    server_wait_s: float | None = None  # time its threads were runnable but not running
+    server_wait_s: float | None = None  # time its main thread was runnable but not running
+    # Datagrams the kernel dropped because a UDP socket's buffer was full (UdpRcvbufErrors):
+    # in the client namespace that is perfdhcp's own socket, replies the server did send.
+    client_socket_drops: int | None = None
+    server_socket_drops: int | None = None  # a server's UDP socket (not Kea's raw one)
     note: str = ""
 
     @property
@@ -413,6 +417,7 @@ def one_run(bench: Bench, server: Server, rate: int, rep: int) -> RunResult:
             ),
         )
         limit = args.period + args.exit_wait_us / 1e6 + 30
+        drops_before = socket_drops(bench)
         cpu_before, wait_before = process_cpu_seconds(server.proc), run_queue_wait(server.proc)
         try:
             out = bench.lab.exec(bench.net.client_ns, argv, timeout=limit, check=False)
@@ -424,6 +429,10 @@ def one_run(bench: Bench, server: Server, rate: int, rep: int) -> RunResult:
             result.server_cpu_s = cpu_after - cpu_before
         if wait_before is not None and wait_after is not None:
             result.server_wait_s = wait_after - wait_before
+        drops_after = socket_drops(bench)
+        if drops_before is not None and drops_after is not None:
+            result.client_socket_drops = drops_after[1] - drops_before[1]
+            result.server_socket_drops = drops_after[0] - drops_before[0]
         (run_dir / "perfdhcp.out").write_text(out.stdout + out.stderr)
         result.perfdhcp_rc = out.returncode
         stats = parse_perfdhcp(out.stdout)
@@ -457,19 +466,29 @@ def process_cpu_seconds(proc: subprocess.Popen[Any] | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def socket_drops(bench: Bench) -> tuple[int, int] | None:
+    """UdpRcvbufErrors of the server and the client namespace (`nstat`, absolute values)."""
+    counts = []
+    for ns in (bench.net.server_ns, bench.net.client_ns):
+        out = bench.lab.exec(ns, ["nstat", "-az", "UdpRcvbufErrors"], check=False).stdout
+        found = re.search(r"^UdpRcvbufErrors\s+(\d+)", out, re.M)
+        if found is None:
+            return None
+        counts.append(int(found.group(1)))
+    return counts[0], counts[1]
+
+
 def run_queue_wait(proc: subprocess.Popen[Any] | None) -> float | None:
-    """Seconds the server's threads have spent runnable but waiting for a CPU, summed
-    (`/proc/PID/task/*/schedstat`, second field). On a shared machine this is the time other
-    work took from the server's core: a run with much of it is a run to repeat."""
+    """Seconds the server's main thread has spent runnable but waiting for a CPU
+    (`/proc/PID/schedstat`, second field). On a shared machine this is mostly the time other
+    work took from the server's core (for edgebox also its own database thread, which
+    shares the core): a run with much of it is a run to repeat."""
     if proc is None or proc.poll() is not None:
         return None
-    total = 0
     try:
-        for task in Path(f"/proc/{proc.pid}/task").iterdir():
-            total += int((task / "schedstat").read_text().split()[1])
+        return int(Path(f"/proc/{proc.pid}/schedstat").read_text().split()[1]) / 1e9
     except (OSError, IndexError, ValueError):
         return None
-    return total / 1e9
 
 
 def run_ladder(
@@ -541,6 +560,12 @@ def _run_once(
             f", waited {100 * result.server_wait_s / args.period:.0f} % for its core)"
             if result.server_wait_s is not None
             else ")"
+        )
+        + (
+            f" [UDP socket drops: server {result.server_socket_drops}, "
+            f"perfdhcp {result.client_socket_drops}]"
+            if result.client_socket_drops or result.server_socket_drops
+            else ""
         )
         + (" [perfdhcp short of its rate]" if result.generator_short else "")
         + (f" [{result.note}]" if result.note else "")
@@ -662,7 +687,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    missing = require_root_and_tools("ip", "taskset", "perfdhcp")
+    missing = require_root_and_tools("ip", "nstat", "taskset", "perfdhcp")
     if missing:
         print(f"bench/dhcp.py needs root and tools; missing: {', '.join(missing)}", file=sys.stderr)
         return 2
