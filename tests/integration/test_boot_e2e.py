@@ -56,8 +56,10 @@ def boot_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @contextmanager
-def boot_server(work: Path, loaders: Path, ephemeral: Path, tftp_root: Path | None = None
+def boot_server(work: Path, loaders: Path, ephemeral: Path, tftp_root: Path | None = None,
+                more_config: dict[str, Any] | None = None,
                 ) -> Iterator[tuple[Daemon, Topology]]:  # fmt: skip
+    """`more_config`: further top-level sections of edgebox.yaml (e.g. `images`)."""
     topology = Topology(f"e{int(time.time() * 1000) % 10**7}")
     topology.create()
     try:
@@ -79,6 +81,7 @@ def boot_server(work: Path, loaders: Path, ephemeral: Path, tftp_root: Path | No
             },
             "tftp": {"interfaces": [iface], "roots": [str(tftp_root or loaders)]},
             "boot": {"loaders_dir": str(loaders)},
+            **(more_config or {}),
         }
         path = work / "edgebox.yaml"
         work.mkdir(parents=True, exist_ok=True)
