@@ -181,6 +181,7 @@ def test_vm_deploys_the_tiny_image_and_boots_it_with_its_seed(
         assert api.uploads is not None
         log = (api.uploads / "deploy.log").read_text()
         assert "plan: ignoring future_key" in log and "seed: meta-data written into vda1" in log
+        assert "seed: no module" not in log and "seed: insmod" not in log, log
 
         # The disk: the image, byte for byte outside the CIDATA partition; inside, the same
         # files plus the seed, in a file system that checks clean.
