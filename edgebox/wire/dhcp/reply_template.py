@@ -74,9 +74,7 @@ class ReplyTemplate:
             ),
         )
 
-    def render(
-        self, request: DhcpMessage, flags: int, ciaddr: int, yiaddr: int
-    ) -> bytes | None:
+    def render(self, request: DhcpMessage, flags: int, ciaddr: int, yiaddr: int) -> bytes | None:
         """The reply to ``request``; None where `build_reply` must make it (see the module
         docstring). ``siaddr`` and ``file`` are empty: templated replies carry no boot."""
         options = request.options
