@@ -18,6 +18,7 @@ from edgebox.net.arp_probe import ArpProber, open_arp_socket
 from edgebox.net.dhcp_socket import open_dhcp_socket
 from edgebox.net.interfaces import interface_ipv4, interface_mac
 from edgebox.net.netns import run_in_netns
+from edgebox.net.send_pacer import SendPacer
 from edgebox.services.dhcp_records import Outgoing
 from edgebox.services.dhcp_service import DhcpService, Handled, LinkInfo, LinkSpec
 
@@ -30,10 +31,6 @@ PROXY_PORT = 4011
 # stays short under load (a lease write needs a few turns to come back, and its ACKs wait
 # for it), large enough that the turn's own cost is shared.
 READ_BATCH = 64
-# The ACKs of one commit go out SEND_BATCH at a time, SEND_PAUSE apart: at most 32,000 a
-# second, twice the most this server handles, so a backlog drains (see `_send_acks`).
-SEND_BATCH = 32
-SEND_PAUSE = 0.001
 RECV_SIZE = 4096
 PROBE_LISTEN = 2.0  # seconds to collect offers after a rogue-server probe
 
@@ -50,8 +47,9 @@ class _LinkSocket:
 
     asyncio's datagram transport reads one datagram per loop iteration; under a burst each
     packet then pays a whole iteration (an epoll call, the ready queue). Here a wake-up
-    drains up to READ_BATCH datagrams. Replies are sent with a non-blocking sendto; a full
-    socket buffer drops the reply, as a lossy link would (the client retransmits).
+    drains up to READ_BATCH datagrams. Replies leave through a `SendPacer` (bursts evened
+    out) with a non-blocking sendto; a full socket buffer drops the reply, as a lossy link
+    would (the client retransmits).
     """
 
     def __init__(self, listener: DhcpListener, link: str, port: int, sock: socket.socket):
@@ -60,6 +58,7 @@ class _LinkSocket:
         self.port = port
         self.sock = sock
         self.closed = False
+        self.pacer = SendPacer(self._sendto)
 
     def readable(self) -> None:
         # The per-packet loop of the whole server, so the common case is inline: a reply
@@ -85,12 +84,19 @@ class _LinkSocket:
                 listener.dispatch(self, handled, data, addr, 0)
 
     def send(self, out: Outgoing) -> None:
-        if self.closed:
-            return
+        if not self.closed:
+            self.pacer.send(out.data, (out.ip, out.port))
+
+    def _sendto(self, data: bytes, address: tuple[str, int]) -> None:
         try:
-            self.sock.sendto(out.data, (out.ip, out.port))
+            self.sock.sendto(data, address)
         except OSError as exc:
-            log.debug("dhcp send failed link=%s to=%s error=%s", self.link, out.ip, exc)
+            log.debug("dhcp send failed link=%s to=%s error=%s", self.link, address[0], exc)
+
+    def close(self) -> None:
+        self.closed = True
+        self.pacer.close()
+        self.sock.close()
 
 
 class DhcpListener:
@@ -135,8 +141,7 @@ class DhcpListener:
                 prober.close()
             for link_socket in sockets:
                 loop.remove_reader(link_socket.sock.fileno())
-                link_socket.closed = True
-                link_socket.sock.close()
+                link_socket.close()
 
     async def _watch_for_other_servers(self, spec: LinkSpec) -> None:
         """The rogue-server probe: a DISCOVER at start and every interval; every OFFER that
@@ -186,29 +191,14 @@ class DhcpListener:
             proto.send(handled.reply)
 
     def _committed(self, future: asyncio.Future[None]) -> None:
-        waiting = self._waiting.pop(future, [])
+        waiting = self._waiting.pop(future, ())
         if future.cancelled() or future.exception() is not None:
             for _, handled in waiting:
                 self._service.commit_failed(handled, future)
             return
-        self._send_acks(waiting, 0)
-
-    def _send_acks(self, waiting: list[tuple[_LinkSocket, Handled]], start: int) -> None:
-        """The ACKs of one commit, SEND_BATCH at a time, SEND_PAUSE apart.
-
-        A commit normally carries a few dozen ACKs. One that waited for a slow disk (an
-        fsync of hundreds of milliseconds happens on a shared machine) carries thousands,
-        and sent back to back they reach the relay at 200,000 a second: bench/dhcp.py's
-        perfdhcp, whose socket holds ~270 datagrams, lost nearly every exchange it lost
-        at 14,000/s that way, in its own socket. Paced, they still all leave within a
-        fraction of a second, and the OFFERs in between are not held up.
-        """
-        end = start + SEND_BATCH
-        for proto, handled in waiting[start:end]:
+        for proto, handled in waiting:
             if handled.reply is not None:
                 proto.send(handled.reply)
-        if end < len(waiting):
-            asyncio.get_running_loop().call_later(SEND_PAUSE, self._send_acks, waiting, end)
 
     async def _probe_then_send(
         self, proto: _LinkSocket, handled: Handled, data: bytes, addr: tuple[str, int], round_: int

@@ -1,12 +1,10 @@
 """The DHCP adapter's packet loop with a fake socket and a fake service: what it reads per
-wake-up, what it sends at once, and how a commit's ACKs go out (after it, in slices)."""
+wake-up, what it sends at once, and how a commit's ACKs go out (after it, paced)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-
-import pytest
 
 from edgebox.net import dhcp_listener
 from edgebox.net.dhcp_listener import DhcpListener, _LinkSocket
@@ -58,6 +56,7 @@ async def test_a_wake_up_reads_one_batch_and_answers_what_needs_no_commit() -> N
     service = FakeService()
     count = dhcp_listener.READ_BATCH + 5
     link, sock = listening(service, [b"offer %d" % i for i in range(count)])
+    link.pacer.per_window = 1000  # pacing is test_send_pacer's business
     link.readable()
     assert len(service.received) == dhcp_listener.READ_BATCH  # the rest waits for the next turn
     assert [data for data, _ in sock.sent] == [b"re:offer %d" % i for i in range(len(sock.sent))]
@@ -66,26 +65,21 @@ async def test_a_wake_up_reads_one_batch_and_answers_what_needs_no_commit() -> N
     assert len(service.received) == count and len(sock.sent) == count
 
 
-async def test_acks_leave_after_their_commit_in_paced_slices(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(dhcp_listener, "SEND_PAUSE", 0.2)
+async def test_acks_leave_after_their_commit_through_the_pacer() -> None:
     commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     service = FakeService(commit)
-    acks = 2 * dhcp_listener.SEND_BATCH + 7
+    acks = 150
     link, sock = listening(service, [b"ack %d" % i for i in range(acks)])
+    link.pacer.window = 0.2  # so that the test sees the first window alone
     for _ in range(acks // dhcp_listener.READ_BATCH + 1):
         link.readable()
     assert len(service.received) == acks and sock.sent == []  # nothing before the commit
     commit.set_result(None)
-    await asyncio.sleep(0)  # the done callback runs: the first slice
-    assert len(sock.sent) == dhcp_listener.SEND_BATCH
-    await asyncio.sleep(0.05)
-    assert len(sock.sent) == dhcp_listener.SEND_BATCH  # the next waits for the pause
+    await asyncio.sleep(0)  # the done callback runs: as many as the pacer's window allows
+    assert len(sock.sent) == link.pacer.per_window
     async with asyncio.timeout(5):
-        for expected in (2 * dhcp_listener.SEND_BATCH, acks):
-            while len(sock.sent) < expected:  # noqa: ASYNC110 (the fake socket has no event)
-                await asyncio.sleep(0.01)
+        while len(sock.sent) < acks:  # noqa: ASYNC110 (the fake socket has no event)
+            await asyncio.sleep(0.01)
     assert [data for data, _ in sock.sent] == [b"re:ack %d" % i for i in range(acks)]
 
 
