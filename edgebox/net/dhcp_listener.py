@@ -18,7 +18,6 @@ from edgebox.net.arp_probe import ArpProber, open_arp_socket
 from edgebox.net.dhcp_socket import open_dhcp_socket
 from edgebox.net.interfaces import interface_ipv4, interface_mac
 from edgebox.net.netns import run_in_netns
-from edgebox.net.send_pacer import SendPacer
 from edgebox.services.dhcp_records import Outgoing
 from edgebox.services.dhcp_service import DhcpService, Handled, LinkInfo, LinkSpec
 
@@ -47,9 +46,8 @@ class _LinkSocket:
 
     asyncio's datagram transport reads one datagram per loop iteration; under a burst each
     packet then pays a whole iteration (an epoll call, the ready queue). Here a wake-up
-    drains up to READ_BATCH datagrams. Replies leave through a `SendPacer` (bursts evened
-    out) with a non-blocking sendto; a full socket buffer drops the reply, as a lossy link
-    would (the client retransmits).
+    drains up to READ_BATCH datagrams. Replies are sent with a non-blocking sendto; a full
+    socket buffer drops the reply, as a lossy link would (the client retransmits).
     """
 
     def __init__(self, listener: DhcpListener, link: str, port: int, sock: socket.socket):
@@ -58,7 +56,6 @@ class _LinkSocket:
         self.port = port
         self.sock = sock
         self.closed = False
-        self.pacer = SendPacer(self._sendto)
 
     def readable(self) -> None:
         # The per-packet loop of the whole server, so the common case is inline: a reply
@@ -84,18 +81,15 @@ class _LinkSocket:
                 listener.dispatch(self, handled, data, addr, 0)
 
     def send(self, out: Outgoing) -> None:
-        if not self.closed:
-            self.pacer.send(out.data, (out.ip, out.port))
-
-    def _sendto(self, data: bytes, address: tuple[str, int]) -> None:
+        if self.closed:
+            return
         try:
-            self.sock.sendto(data, address)
+            self.sock.sendto(out.data, (out.ip, out.port))
         except OSError as exc:
-            log.debug("dhcp send failed link=%s to=%s error=%s", self.link, address[0], exc)
+            log.debug("dhcp send failed link=%s to=%s error=%s", self.link, out.ip, exc)
 
     def close(self) -> None:
         self.closed = True
-        self.pacer.close()
         self.sock.close()
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import socket
 
-# Room for ~1,000 requests (the kernel doubles it; a DHCP datagram takes ~1 KiB of it):
-# a power-on burst of hundreds of PXE clients fits, and under overload a request waits at
-# most ~40 ms here. A deeper queue only answers requests that waited longer, after their
-# clients gave up or sent again, while the kernel drops the fresh ones: measured with
-# bench/dhcp.py beyond saturation, 4 MiB lost more exchanges than this.
-RECEIVE_BUFFER = 512 * 1024
+# Room for ~400 requests (the kernel doubles it; a DHCP datagram takes 1-1.3 KiB of it):
+# a power-on burst of hundreds of PXE clients fits, and under overload a request waits here
+# ~10-20 ms at most. A deeper queue only answers requests that waited longer, after their
+# clients gave up or sent again, while the kernel drops the fresh ones, and the late replies
+# then bunch up at the relay: beyond saturation, bench/dhcp.py measured OFFERs 40-130 ms late
+# with 1 MiB and 8 MiB here and 11-19 ms with ~200 KiB (Kea's default), with more exchanges
+# completed. A quarter of a MiB keeps some room for the server's own pauses.
+RECEIVE_BUFFER = 256 * 1024
 
 
 def open_dhcp_socket(interface: str, port: int) -> socket.socket:
