@@ -68,6 +68,7 @@ class Built:
 
 
 def build_image(kind: str, work: Path, timeout: float, decompress: bool = True) -> Built:
+    work.mkdir(parents=True, exist_ok=True)
     key = write_key_pair(work / "builder")
     built = subprocess.run(
         [str(ROOT / "scripts" / "build-image"), f"--{kind}", "--key", str(key.private_path),
@@ -300,7 +301,7 @@ def test_debian_12_deploys_and_stock_cloud_init_applies_the_user_data(
         "  - path: /root/edgebox-was-here\n"
         "    content: written by cloud-init from edgebox's user-data\n"
         "runcmd:\n"
-        f"  - [sh, -c, 'cat /root/edgebox-was-here && echo {marker} >/dev/ttyS0']\n"
+        f"  - [sh, -c, 'echo \"{marker} $(cat /root/edgebox-was-here)\" >/dev/ttyS0']\n"
     )
     more = {"images": {"trusted_keys": [str(debian.public_key)]}}
     with boot_server(tmp_path, loaders, ephemeral, more_config=more) as (daemon, topology):
@@ -314,8 +315,9 @@ def test_debian_12_deploys_and_stock_cloud_init_applies_the_user_data(
             machine = wait_status(daemon, system_id, {"deployed", "failed_deployment"},
                                   [console], 1800)  # fmt: skip
             assert machine["status"] == "deployed", machine
-            text = wait_console(console, marker, 900)
-            assert "written by cloud-init from edgebox's user-data" in text
+            # The marker line carries the file's content: the file was written first.
+            text = wait_console(console, f"{marker} written by cloud-init from edgebox", 900)
+            assert "EDGEBOX: deploy written vda sha256=" + debian.disk_sha256 in text
         finally:
             proc.kill()
             proc.wait(10)
