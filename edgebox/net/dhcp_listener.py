@@ -14,6 +14,7 @@ import logging
 import socket
 from dataclasses import dataclass
 
+from edgebox.net.ack_release import AckRelease
 from edgebox.net.arp_probe import ArpProber, open_arp_socket
 from edgebox.net.dhcp_socket import open_dhcp_socket
 from edgebox.net.interfaces import interface_ipv4, interface_mac
@@ -99,6 +100,7 @@ class DhcpListener:
         self._probers: dict[str, ArpProber] = {}
         self._group: asyncio.TaskGroup | None = None
         self._waiting: dict[asyncio.Future[None], list[tuple[_LinkSocket, Handled]]] = {}
+        self._acks: AckRelease[tuple[_LinkSocket, Handled]] | None = None  # made in the loop
 
     async def run(self) -> None:
         links = self._service.links()
@@ -190,9 +192,9 @@ class DhcpListener:
             for _, handled in waiting:
                 self._service.commit_failed(handled, future)
             return
-        for proto, handled in waiting:
-            if handled.reply is not None:
-                proto.send(handled.reply)
+        if self._acks is None:
+            self._acks = AckRelease(_send_ack)
+        self._acks.add(waiting)
 
     async def _probe_then_send(
         self, proto: _LinkSocket, handled: Handled, data: bytes, addr: tuple[str, int], round_: int
@@ -209,6 +211,12 @@ class DhcpListener:
             again = self._service.receive(proto.link, proto.port, data, addr)
             if again is not None:
                 self.dispatch(proto, again, data, addr, round_ + 1)
+
+
+def _send_ack(item: tuple[_LinkSocket, Handled]) -> None:
+    proto, handled = item
+    if handled.reply is not None:
+        proto.send(handled.reply)
 
 
 def _open(spec: LinkSpec) -> _Opened:
