@@ -147,6 +147,10 @@ def test_ctrl_c_ends_follow_with_exit_0_and_no_traceback(
         "EDGEBOX_TOKEN": TOKEN,
         "XDG_CONFIG_HOME": str(isolated_config.parent.parent),
     }
+    # Like a terminal's Ctrl-C. When the tests run as a background job the shell has set
+    # SIGINT to "ignore", which a child inherits through exec (a handled signal is reset).
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     process = subprocess.Popen(
         [sys.executable, "-m", "edgebox.cli.main", "events", "--follow"],
         env=env,
