@@ -9,12 +9,15 @@ server has 10.231.1.1/24 and a route to 10.232.0.0/16 through the relay, and eve
 serves 10.232.0.0/16 (range 10.232.0.10-10.232.234.255, ≈ 60k addresses, router 10.232.0.1,
 lease time 3600 s): the relayed path, selected by giaddr.
 
-For each server and each rate of the ladder: a fresh server (empty lease database) pinned to
-one core, a one-exchange probe until it answers, then `perfdhcp -4 -R 10000 -r RATE -p PERIOD`
-pinned to the other core. DORA/s is computed here from the exchange counts (ACKs received /
-period; perfdhcp's own `Rate:` line divides by the period plus the exit wait), and failed
-exchanges = 1 - ACKs / DISCOVERs sent. The result per server is the highest rate with < 1 %
-failed exchanges (median over --repeat runs), and the ratios edgebox/Kea and edgebox/dnsmasq.
+For each rate of the ladder, in rounds that run every server once: a fresh server (empty lease
+database) pinned to one core, a one-exchange probe until it answers, then `perfdhcp -4 -R 10000
+-r RATE -p PERIOD` pinned to the other core. DORA/s is computed here from the exchange counts
+(ACKs received / period; perfdhcp's own `Rate:` line divides by the period plus the exit wait),
+and failed exchanges = 1 - ACKs / DISCOVERs sent. The result per server is the highest rate
+with < 1 % failed exchanges (median over --repeat runs), and the ratios edgebox/Kea and
+edgebox/dnsmasq. Each run also reports the server's CPU per exchange, how long its main thread
+waited for its core, and the UDP datagrams dropped by full sockets on either side
+(bench/README.md says what each tells).
 
     python bench/dhcp.py                                # full ladder, all three servers
     python bench/dhcp.py --servers kea,dnsmasq --quick  # smoke run: 2 rates, 2 s each
