@@ -117,9 +117,9 @@ def main() -> None:
     def discover() -> None:
         for msg in discovers:
             decision = server.handle(msg, here, table, NOW)
-            assert decision.change is not None and decision.reply is not None
+            assert decision.change is not None and decision.packet is not None
             table.apply(decision.change)
-            offers.append(decision.reply.yiaddr)
+            offers.append(int.from_bytes(decision.packet[16:20], "big"))  # yiaddr
 
     timed(f"DISCOVER -> OFFER ({args.clients} bound)", n, discover)
     requests = [
