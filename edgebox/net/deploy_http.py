@@ -13,33 +13,20 @@ Log uploads are read in chunks and only their last 4 MiB kept.
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
 
 from edgebox.domain.deployment import AgentCallRefused
-from edgebox.domain.errors import NotFound
-from edgebox.services.boot_service import AgentAuthError, AgentCall, AgentInputError, BootService
+from edgebox.net.agent_http import Handler, agent_error, guarded, json_body, read_tail
+from edgebox.services.boot_service import AgentCall, BootService
 from edgebox.services.deploy_agent import LOG_LIMIT, DeployAgent
-
-log = logging.getLogger(__name__)
 
 DEPLOY_AGENT = web.AppKey("edgebox_deploy_agent", DeployAgent)
 MAX_LOG_UPLOAD: Final = 256 * 1024 * 1024  # bytes read (and mostly dropped) from one upload
 _CALLS = "plan|progress|log|done"
 _DOCUMENTS = "meta-data|user-data|vendor-data|network-config"
-_ERRORS: Final[dict[int, tuple[type[web.HTTPException], str]]] = {
-    400: (web.HTTPBadRequest, "bad_request"),
-    401: (web.HTTPUnauthorized, "unauthorized"),
-    403: (web.HTTPForbidden, "unauthorized"),
-    404: (web.HTTPNotFound, "not_found"),
-    409: (web.HTTPConflict, "conflict"),
-}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def add_deploy_routes(app: web.Application, boot: BootService, agent: DeployAgent) -> None:
@@ -52,37 +39,14 @@ def add_deploy_routes(app: web.Application, boot: BootService, agent: DeployAgen
     app.router.add_post("/cloud-init/{system_id:[a-z0-9]{1,64}}/phone-home", _phone_home)
 
 
-Call = Callable[[web.Request, DeployAgent, AgentCall], Awaitable[web.StreamResponse]]
+DeployCall = Callable[[web.Request, DeployAgent, AgentCall], Awaitable[web.StreamResponse]]
 
 
-def _guarded(boot: BootService, agent: DeployAgent, call: Call) -> Handler:
-    """Authenticate the boot token, run `call`, and turn refusals into the agent's errors."""
+def _guarded(boot: BootService, agent: DeployAgent, call: DeployCall) -> Handler:
+    async def run(request: web.Request, caller: AgentCall, token: str) -> web.StreamResponse:
+        return await call(request, agent, caller)
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip() if scheme.lower() == "bearer" else ""
-        try:
-            caller = await boot.authenticate(token or None)
-            return await call(request, agent, caller)
-        except AgentAuthError as exc:
-            log.warning("agent refused remote=%s path=%s reason=%s", request.remote,
-                        request.path, exc)  # fmt: skip
-            raise _error(403 if "not " in str(exc) else 401, str(exc)) from None
-        except AgentInputError as exc:
-            raise _error(400, str(exc)) from None
-        except NotFound as exc:
-            raise _error(404, str(exc)) from None
-        except AgentCallRefused as exc:
-            raise _error(409, str(exc)) from None
-
-    return handler
-
-
-def _error(status: int, message: str) -> web.HTTPException:
-    kind, code = _ERRORS[status]
-    return kind(
-        text=json.dumps({"error": code, "message": message}), content_type="application/json"
-    )
+    return guarded(boot, run, conflicts=(AgentCallRefused,))
 
 
 def _base(request: web.Request) -> str:
@@ -98,7 +62,7 @@ async def _deploy(request: web.Request, agent: DeployAgent, call: AgentCall) -> 
         data, size = await _read_tail(request)
         await agent.deploy_log(call, data, size)
         return web.json_response({"ok": True})
-    body = await _json_body(request)
+    body = await json_body(request)
     if name == "progress":
         await agent.deploy_progress(call, body)
         return web.json_response({"ok": True})
@@ -114,7 +78,7 @@ async def _erase(request: web.Request, agent: DeployAgent, call: AgentCall) -> w
         data, size = await _read_tail(request)
         await agent.erase_log(call, data, size)
         return web.json_response({"ok": True})
-    body = await _json_body(request)
+    body = await json_body(request)
     if name == "progress":
         await agent.erase_progress(call, body)
         return web.json_response({"ok": True})
@@ -146,25 +110,8 @@ def _agent(request: web.Request) -> DeployAgent:
 
 
 async def _read_tail(request: web.Request) -> tuple[bytes, int]:
-    """The body's last LOG_LIMIT bytes and its full size, reading it in chunks."""
-    kept = bytearray()
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > MAX_LOG_UPLOAD:
-            raise _error(400, f"a log upload may be at most {MAX_LOG_UPLOAD} bytes")
-        kept += chunk
-        if len(kept) > 2 * LOG_LIMIT:
-            del kept[: len(kept) - LOG_LIMIT]
-    return bytes(kept[-LOG_LIMIT:]), size
+    return await read_tail(request, LOG_LIMIT, MAX_LOG_UPLOAD, _too_big)
 
 
-async def _json_body(request: web.Request) -> dict[str, object]:
-    raw = await request.read()
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise AgentInputError("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise AgentInputError("the body must be a JSON object")
-    return body
+def _too_big() -> web.HTTPException:
+    return agent_error(400, f"a log upload may be at most {MAX_LOG_UPLOAD} bytes")

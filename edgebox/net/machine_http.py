@@ -13,15 +13,14 @@ Every boot step is an event on the MAC's boot timeline.
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
 from aiohttp import web
 
 from edgebox import __version__
 from edgebox.domain.identifiers import parse_mac
 from edgebox.domain.models import MachineFilter
+from edgebox.net.agent_http import agent_error, bearer_token, json_body
 from edgebox.net.deploy_http import add_deploy_routes
 from edgebox.net.image_http import add_image_routes
 from edgebox.net.script_http import SCRIPT_AGENT, add_script_routes
@@ -93,34 +92,15 @@ async def _fetched(request: web.Request, boot: BootService, step: str, detail: s
     await boot.fetched(step, mac, request.remote or "", detail)
 
 
-async def _agent_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise _agent_error(400, "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _agent_error(400, "the body must be a JSON object")
-    return body
-
-
-def _agent_error(status: int, message: str) -> web.HTTPException:
-    body = json.dumps({"error": "unauthorized" if status in (401, 403) else "bad_request",
-                       "message": message})  # fmt: skip
-    kind = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden}[status]
-    return kind(text=body, content_type="application/json")
-
-
 async def agent_call(request: web.Request) -> web.Response:
     boot = _boot(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+    token = bearer_token(request)
     try:
-        call = await boot.authenticate(token.strip() if scheme.lower() == "bearer" else None)
-        body = await _agent_body(request)
+        call = await boot.authenticate(token or None)
+        body = await json_body(request)
         scripts = request.app.get(SCRIPT_AGENT)
         if request.match_info["call"] == "heartbeat" and scripts and scripts.serves(call):
-            return web.json_response(await scripts.heartbeat(call, boot_id(token.strip())))
+            return web.json_response(await scripts.heartbeat(call, boot_id(token)))
         handler = {
             "enlist": boot.enlist,
             "heartbeat": boot.heartbeat,
@@ -129,9 +109,9 @@ async def agent_call(request: web.Request) -> web.Response:
         answer = await handler(call, body)
     except AgentAuthError as exc:
         log.warning("agent refused remote=%s reason=%s", request.remote, exc)
-        raise _agent_error(403 if "not " in str(exc) else 401, str(exc)) from None
+        raise agent_error(403 if "not " in str(exc) else 401, str(exc)) from None
     except AgentInputError as exc:
-        raise _agent_error(400, str(exc)) from None
+        raise agent_error(400, str(exc)) from None
     return web.json_response(answer)
 
 

@@ -11,8 +11,6 @@ and only their last 4 MiB kept, so a chatty script costs no more memory than tha
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from collections.abc import Awaitable, Callable
 from functools import cache
@@ -20,12 +18,10 @@ from typing import Final
 
 from aiohttp import web
 
-from edgebox.domain.errors import NotFound
 from edgebox.domain.script_results import IllegalResultEvent
-from edgebox.services.boot_service import AgentAuthError, AgentCall, AgentInputError, BootService
+from edgebox.net.agent_http import Handler, agent_error, guarded, json_body, read_tail
+from edgebox.services.boot_service import AgentCall, AgentInputError, BootService
 from edgebox.services.script_agent import OUTPUT_LIMIT, RESULT_FILE_LIMIT, ScriptAgent, boot_id
-
-log = logging.getLogger(__name__)
 
 SCRIPT_AGENT = web.AppKey("edgebox_script_agent", ScriptAgent)
 # The network test may move a lot: 16 GiB is the built-in network-throughput's largest size.
@@ -33,8 +29,6 @@ MAX_THROUGHPUT: Final = 16 * 1024**3
 MAX_UPLOAD: Final = 1024**3  # bytes read (and mostly dropped) from one output upload
 _BLOCK_SIZE: Final = 1024 * 1024
 _RESULT_CALLS = "script|env|start|stdout|stderr|result|done"
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def add_script_routes(app: web.Application, boot: BootService, agent: ScriptAgent) -> None:
@@ -47,48 +41,14 @@ def add_script_routes(app: web.Application, boot: BootService, agent: ScriptAgen
     app.router.add_post("/machine/v1/throughput", _guarded(boot, agent, _throughput))
 
 
-Call = Callable[[web.Request, ScriptAgent, AgentCall, str], Awaitable[web.StreamResponse]]
+ScriptCall = Callable[[web.Request, ScriptAgent, AgentCall, str], Awaitable[web.StreamResponse]]
 
 
-def _guarded(boot: BootService, agent: ScriptAgent, call: Call) -> Handler:
-    """Authenticate the boot token, run `call`, and turn refusals into the agent's errors."""
+def _guarded(boot: BootService, agent: ScriptAgent, call: ScriptCall) -> Handler:
+    async def run(request: web.Request, caller: AgentCall, token: str) -> web.StreamResponse:
+        return await call(request, agent, caller, boot_id(token))
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip() if scheme.lower() == "bearer" else ""
-        try:
-            caller = await boot.authenticate(token or None)
-            return await call(request, agent, caller, boot_id(token))
-        except AgentAuthError as exc:
-            log.warning("agent refused remote=%s path=%s reason=%s", request.remote,
-                        request.path, exc)  # fmt: skip
-            raise _error(403 if "not " in str(exc) else 401, str(exc)) from None
-        except AgentInputError as exc:
-            raise _error(400, str(exc)) from None
-        except NotFound as exc:
-            raise _error(404, str(exc)) from None
-        except IllegalResultEvent as exc:
-            raise _error(409, str(exc)) from None
-
-    return handler
-
-
-def _error(status: int, message: str) -> web.HTTPException:
-    kinds: dict[int, type[web.HTTPException]] = {
-        400: web.HTTPBadRequest,
-        401: web.HTTPUnauthorized,
-        403: web.HTTPForbidden,
-        404: web.HTTPNotFound,
-        409: web.HTTPConflict,
-        413: web.HTTPRequestEntityTooLarge,
-    }
-    code = {401: "unauthorized", 403: "unauthorized", 404: "not_found", 409: "conflict"}
-    body = json.dumps({"error": code.get(status, "bad_request"), "message": message})
-    kind = kinds[status]
-    if kind is web.HTTPRequestEntityTooLarge:
-        return web.HTTPRequestEntityTooLarge(MAX_UPLOAD, MAX_UPLOAD + 1, text=body,
-                                             content_type="application/json")  # fmt: skip
-    return kind(text=body, content_type="application/json")
+    return guarded(boot, run, conflicts=(IllegalResultEvent,))
 
 
 _OK = {"ok": True}
@@ -123,7 +83,7 @@ async def _result_call(
             raise AgentInputError(f"the result file is larger than {RESULT_FILE_LIMIT} bytes")
         await agent.result_file(call, result_id, data)
     else:
-        await agent.done(call, result_id, await _json_body(request))
+        await agent.done(call, result_id, await json_body(request))
     return web.json_response(_OK)
 
 
@@ -161,17 +121,11 @@ def _block() -> bytes:
 
 
 async def _read_tail(request: web.Request, limit: int) -> tuple[bytes, int]:
-    """The body's last `limit` bytes and its full size, reading it in chunks."""
-    kept = bytearray()
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > MAX_UPLOAD:
-            raise _error(413, f"an upload may be at most {MAX_UPLOAD} bytes")
-        kept += chunk
-        if len(kept) > 2 * limit:
-            del kept[: len(kept) - limit]
-    return bytes(kept[-limit:]), size
+    return await read_tail(request, limit, MAX_UPLOAD, _too_big)
+
+
+def _too_big() -> web.HTTPException:
+    return agent_error(413, f"an upload may be at most {MAX_UPLOAD} bytes", max_size=MAX_UPLOAD)
 
 
 async def _drain(request: web.Request) -> int:
@@ -179,14 +133,3 @@ async def _drain(request: web.Request) -> int:
     async for chunk in request.content.iter_chunked(256 * 1024):
         size += len(chunk)
     return size
-
-
-async def _json_body(request: web.Request) -> dict[str, object]:
-    raw = await request.read()
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise AgentInputError("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise AgentInputError("the body must be a JSON object")
-    return body
