@@ -22,8 +22,9 @@ from rich.table import Table
 
 from edgebox.cli import render
 from edgebox.cli.client import ApiClient, ApiError
-from edgebox.cli.context import CliContext, CliUsageError, call_api
+from edgebox.cli.context import CliContext, CliUsageError, call_api, json_option, pass_cli
 from edgebox.cli.machines import find_machine
+from edgebox.domain.lifecycle import Status
 
 T = TypeVar("T")
 SHOWN_FAILURES: Final = 10
@@ -36,6 +37,46 @@ class Snapshot:
     failed: frozenset[str]  # shown in red
     done: bool
     failures: Sequence[tuple[str, str]] = field(default_factory=tuple)  # (machine, reason)
+
+
+def bulk_options(
+    metavar: str, wait_help: str, extra: Sequence[Callable[[Any], Any]] = ()
+) -> Callable[[Callable[..., None]], Any]:
+    """The options every bulk command takes — machines by name or by tag/status/pool/zone,
+    `extra` options, a comment, --wait and --timeout — applied as if stacked above it."""
+    stack: tuple[Callable[[Any], Any], ...] = (
+        click.argument("idents", nargs=-1, metavar=metavar),
+        click.option("--tag", "tags", multiple=True, help="Machines with this tag (repeat: all)."),
+        click.option(
+            "--status",
+            "statuses",
+            multiple=True,
+            metavar="STATUS",
+            type=click.Choice([s.value for s in Status]),
+            help="Machines in this status (repeat for any of several).",
+        ),
+        click.option("--pool", help="Machines in this pool."),
+        click.option("--zone", help="Machines in this zone."),
+        *extra,
+        click.option("--comment", help="Why (kept in each machine's event log)."),
+        click.option("--wait", is_flag=True, help=wait_help),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(1),
+            metavar="SECONDS",
+            help="With --wait: stop waiting after this long.",
+        ),
+        json_option,
+        pass_cli,
+    )
+
+    def apply(command: Callable[..., None]) -> Any:
+        decorated: Any = command
+        for decorator in reversed(stack):
+            decorated = decorator(decorated)
+        return decorated
+
+    return apply
 
 
 async def resolve_system_ids(client: ApiClient, idents: Sequence[str]) -> list[str]:

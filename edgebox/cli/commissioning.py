@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import click
 
 from edgebox.cli import render
-from edgebox.cli.bulk import Snapshot, follow_progress, label, resolve_system_ids, selection
+from edgebox.cli.bulk import (
+    Snapshot,
+    bulk_options,
+    follow_progress,
+    label,
+    resolve_system_ids,
+    selection,
+)
 from edgebox.cli.client import ApiClient, JsonObject, path_segment
 from edgebox.cli.context import CliContext, call_api, json_option, pass_cli
 from edgebox.cli.machines import find_machine
-from edgebox.domain.lifecycle import Status
 
 BUSY: Final = frozenset({"commissioning", "testing"})
 FAILED: Final = frozenset({"failed_commissioning", "failed_testing"})
@@ -112,39 +118,11 @@ async def _fetch(
     return found
 
 
-_RUN_OPTIONS: tuple[Callable[[Any], Any], ...] = (
-    click.argument("idents", nargs=-1, metavar="[IDS]..."),
-    click.option("--tag", "tags", multiple=True, help="Machines with this tag (repeat: all)."),
-    click.option(
-        "--status",
-        "statuses",
-        multiple=True,
-        metavar="STATUS",
-        type=click.Choice([s.value for s in Status]),
-        help="Machines in this status (repeat for any of several).",
-    ),
-    click.option("--pool", help="Machines in this pool."),
-    click.option("--zone", help="Machines in this zone."),
-    click.option("--tests", metavar="A,B", help='Testing scripts to run ("" none).'),
-    click.option("--comment", help="Why (kept in each machine's event log)."),
-    click.option("--wait", is_flag=True, help="Follow until done; exit 1 if any failed."),
-    click.option(
-        "--timeout",
-        type=click.FloatRange(1),
-        metavar="SECONDS",
-        help="With --wait: stop waiting after this long.",
-    ),
-    json_option,
-    pass_cli,
+_run_options = bulk_options(
+    "[IDS]...",
+    "Follow until done; exit 1 if any failed.",
+    extra=[click.option("--tests", metavar="A,B", help='Testing scripts to run ("" none).')],
 )
-
-
-def _run_options(command: Callable[..., None]) -> Any:
-    """The options `commission` and `test` share, applied as if stacked above `command`."""
-    decorated: Any = command
-    for decorator in reversed(_RUN_OPTIONS):
-        decorated = decorator(decorated)
-    return decorated
 
 
 @click.command("commission")

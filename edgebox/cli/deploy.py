@@ -14,18 +14,24 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import click
 
 from edgebox.cli import render
-from edgebox.cli.bulk import Snapshot, follow_progress, label, resolve_system_ids, selection
+from edgebox.cli.bulk import (
+    Snapshot,
+    bulk_options,
+    follow_progress,
+    label,
+    resolve_system_ids,
+    selection,
+)
 from edgebox.cli.client import ApiClient, JsonObject, path_segment
 from edgebox.cli.context import CliContext, CliUsageError, call_api, json_option, pass_cli
 from edgebox.cli.machines import find_machine
-from edgebox.domain.lifecycle import Status
 
 POLL_S: Final = 2.0
 BUSY: Final = frozenset({"queued", "writing", "booting", "power-off", "erasing"})
@@ -140,37 +146,7 @@ def _report(cli: CliContext, answer: JsonObject, view: JsonObject) -> bool:
     return bool(unfinished)
 
 
-_SELECT: tuple[Callable[[Any], Any], ...] = (
-    click.argument("idents", nargs=-1, metavar="[MACHINES]..."),
-    click.option("--tag", "tags", multiple=True, help="Machines with this tag (repeat: all)."),
-    click.option(
-        "--status",
-        "statuses",
-        multiple=True,
-        metavar="STATUS",
-        type=click.Choice([s.value for s in Status]),
-        help="Machines in this status (repeat for any of several).",
-    ),
-    click.option("--pool", help="Machines in this pool."),
-    click.option("--zone", help="Machines in this zone."),
-    click.option("--comment", help="Why (kept in each machine's event log)."),
-    click.option("--wait", is_flag=True, help="Follow until done; exit 1 if any did not finish."),
-    click.option(
-        "--timeout",
-        type=click.FloatRange(1),
-        metavar="SECONDS",
-        help="With --wait: stop waiting after this long.",
-    ),
-    json_option,
-    pass_cli,
-)
-
-
-def _selecting(command: Callable[..., None]) -> Any:
-    decorated: Any = command
-    for decorator in reversed(_SELECT):
-        decorated = decorator(decorated)
-    return decorated
+_selecting = bulk_options("[MACHINES]...", "Follow until done; exit 1 if any did not finish.")
 
 
 @click.command("deploy")
