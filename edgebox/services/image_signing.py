@@ -19,10 +19,15 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+# cryptography is imported where a key is used, not with this module: its OpenSSL binding is
+# ~6.5 MiB of RSS that an idle edgebox without trusted keys never needs (bench/footprint.py).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 from edgebox.domain.image_manifest import (
     ImageManifest,
@@ -43,11 +48,18 @@ class UntrustedImage(Exception):
 
 
 def key_id(public: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PrivateKey,
+    )
+
     data = _read(path)
     if len(data) == RAW_KEY_SIZE:
         return Ed25519PrivateKey.from_private_bytes(data)
@@ -63,6 +75,11 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PublicKey,
+    )
+
     data = _read(path)
     if len(data) == RAW_KEY_SIZE:
         return Ed25519PublicKey.from_public_bytes(data)
@@ -95,6 +112,11 @@ class KeyPair:
 
 def write_key_pair(prefix: Path) -> KeyPair:
     """Make a new key: PREFIX.key (PEM, mode 0600) and PREFIX.pub (PEM). Never overwrites."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PrivateKey,
+    )
+
     private_path = prefix.with_name(prefix.name + ".key")
     public_path = prefix.with_name(prefix.name + ".pub")
     for path in (private_path, public_path):
@@ -136,6 +158,8 @@ class TrustedKeys:
 
     def verify(self, signed: SignedManifest) -> str:
         """Return the id of the key that signed; raise UntrustedImage otherwise."""
+        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+
         name = signed.manifest.name
         if not self._keys:
             raise UntrustedImage(

@@ -13,9 +13,6 @@ import os
 import secrets
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 _VERSION = 1
 _NONCE = 12
 _KEY_BYTES = 32
@@ -29,7 +26,7 @@ class SecretBox:
     def __init__(self, key: bytes) -> None:
         if len(key) != _KEY_BYTES:
             raise SecretError(f"a secret key is {_KEY_BYTES} bytes, got {len(key)}")
-        self._aead = AESGCM(key)
+        self._key = key
 
     @classmethod
     def open(cls, path: Path) -> SecretBox:
@@ -50,15 +47,23 @@ class SecretBox:
         return cls(key)
 
     def seal(self, plaintext: str, bound_to: str) -> bytes:
+        # cryptography is imported on first use, not at start: its OpenSSL binding is ~6.5 MiB
+        # of RSS that an edgebox with no BMC passwords never needs (bench/footprint.py).
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
         nonce = secrets.token_bytes(_NONCE)
-        sealed = self._aead.encrypt(nonce, plaintext.encode(), bound_to.encode())
+        sealed = AESGCM(self._key).encrypt(nonce, plaintext.encode(), bound_to.encode())
         return bytes([_VERSION]) + nonce + sealed
 
     def unseal(self, blob: bytes, bound_to: str) -> str:
         if len(blob) < 1 + _NONCE + 16 or blob[0] != _VERSION:
             raise SecretError("a stored secret is damaged (unknown format)")
+        from cryptography.exceptions import InvalidTag  # noqa: PLC0415
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
         try:
-            plain = self._aead.decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], bound_to.encode())
+            nonce, sealed = blob[1 : 1 + _NONCE], blob[1 + _NONCE :]
+            plain = AESGCM(self._key).decrypt(nonce, sealed, bound_to.encode())
         except InvalidTag:
             raise SecretError(
                 "a stored secret does not open with this key (was the key file replaced?);"
