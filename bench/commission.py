@@ -69,6 +69,11 @@ def free_port() -> int:
 class Stats:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: list[str] = field(default_factory=list)
+    # (when the call ended, seconds into the phase; its latency): the p99 over time shows
+    # whether slow calls come with the peak of the load or are spread through the run
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    cpu_by_window: list[float] = field(default_factory=list)  # edgebox's share of a core
 
     def all(self) -> list[float]:
         return [x for values in self.latencies.values() for x in values]
@@ -183,7 +188,9 @@ class Agent:
             data = await resp.read()
             if resp.status >= 400:
                 raise RuntimeError(f"{name} {resp.status}: {data[:200]!r}")
-        self.stats.latencies[name].append(time.perf_counter() - started)
+        ended = time.perf_counter()
+        self.stats.latencies[name].append(ended - started)
+        self.stats.timeline.append((ended - self.stats.started, ended - started))
         return data
 
     async def boot(self, purpose: str) -> None:
@@ -275,6 +282,16 @@ def cpu_waited(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total / 1e9
+
+
+async def sample_cpu(pid: int, into: list[float], every: float = 5.0) -> None:
+    """Append edgebox's CPU use (fraction of one core) over each `every` seconds."""
+    before = cpu_seconds(pid)
+    while True:
+        await asyncio.sleep(every)
+        now = cpu_seconds(pid)
+        into.append((now - before) / every)
+        before = now
 
 
 def cpu_seconds(pid: int) -> float:
@@ -381,7 +398,10 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
             cpu_before = cpu_seconds(proc.pid)
             waited_before = cpu_waited(proc.pid), cpu_waited(os.getpid())
             client_before = _own_cpu()
+            stats.started = time.perf_counter()
+            sampler = asyncio.create_task(sample_cpu(proc.pid, stats.cpu_by_window))
             took = await run_agents(agents, "commission", stats)
+            sampler.cancel()
             client_cpu = _own_cpu() - client_before
             waited = (cpu_waited(proc.pid) - waited_before[0],
                       cpu_waited(os.getpid()) - waited_before[1])  # fmt: skip
@@ -429,6 +449,12 @@ def report(args: argparse.Namespace, took: float, stats: Stats, enlist: Stats, c
               f"{percentile(values, 99) * 1000:>8.1f} {max(values) * 1000:>8.1f}")  # fmt: skip
     print(f"{'all':<12} {len(calls):>7} {percentile(calls, 50) * 1000:>8.1f} "
           f"{percentile(calls, 99) * 1000:>8.1f} {max(calls or [0]) * 1000:>8.1f}")  # fmt: skip
+    windows: dict[int, list[float]] = defaultdict(list)
+    for at, latency in stats.timeline:
+        windows[int(at // 5)].append(latency)
+    print("p99 ms by 5 s of the phase: " + " ".join(
+        f"{percentile(windows[w], 99) * 1000:.0f}" for w in sorted(windows)))  # fmt: skip
+    print("edgebox CPU % by 5 s:        " + " ".join(f"{c * 100:.0f}" for c in stats.cpu_by_window))
     enlist_calls = enlist.all()
     print(f"(enlist phase: {len(enlist_calls)} calls, p50 "
           f"{percentile(enlist_calls, 50) * 1000:.1f} ms, p99 "
