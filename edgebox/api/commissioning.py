@@ -34,15 +34,40 @@ def commissioning(request: web.Request) -> CommissioningService:
     return service
 
 
+RUN_FIELDS = frozenset({"tests", "comment", "parameters"})
+MAX_PARAMETERS = 256  # values in one request, over all its scripts
+
+
 def run_request(request: web.Request, body: dict[str, Any]) -> RunRequest:
-    """The options of a commission or test request: `tests` (names; absent: the defaults)
-    and `comment`."""
+    """The options of a commission or test request: `tests` (names; absent: the defaults),
+    `parameters` (script name -> parameter name -> value) and `comment`."""
     tests = opt_str_list(body, "tests")
     return RunRequest(
         actor=principal(request).user,
         tests=tuple(tests) if tests is not None else None,
         comment=opt_str(body, "comment") or "",
+        parameters=_parameters(body.get("parameters")),
     )
+
+
+def _parameters(value: object) -> dict[str, dict[str, Any]]:
+    """The shape only; names, types and ranges are checked against each script's metadata."""
+    if value is None:
+        return {}
+    example = '{"memory-test": {"fraction": 0.5}}'
+    if not isinstance(value, dict):
+        raise bad("parameters", f"expected an object such as {example}")
+    count = 0
+    for script, values in value.items():
+        if not isinstance(values, dict):
+            raise bad(f"parameters.{script}", f"expected an object of parameter values: {example}")
+        for name, one in values.items():
+            count += 1
+            if one is None or isinstance(one, dict | list):
+                raise bad(f"parameters.{script}.{name}", "expected a string, number or boolean")
+    if count > MAX_PARAMETERS:
+        raise bad("parameters", f"at most {MAX_PARAMETERS} values in one request")
+    return value
 
 
 def run_json(run: ScriptRun) -> dict[str, Any]:
@@ -87,7 +112,7 @@ def _item_json(item: BulkItem) -> dict[str, Any]:
 
 
 async def bulk_start(request: web.Request) -> web.Response:
-    body = await json_object(request, {"action", "machines", "filter", "tests", "comment"})
+    body = await json_object(request, {"action", "machines", "filter", *RUN_FIELDS})
     action = body.get("action")
     kinds = {"commission": RunKind.COMMISSIONING, "test": RunKind.TESTING}
     if action not in kinds:
@@ -213,6 +238,17 @@ RUN_OPTIONS: dict[str, Any] = {
         "type": "array",
         "items": STR,
         "description": "testing scripts to run (absent: the defaults; [] none)",
+    },
+    "parameters": {
+        "type": "object",
+        "description": "script parameters for this run, by script then parameter name, e.g. "
+        '{"memory-test": {"fraction": 0.5}}; the rest keep their defaults',
+        "additionalProperties": {
+            "type": "object",
+            "additionalProperties": {
+                "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
+            },
+        },
     },
     "comment": STR,
 }

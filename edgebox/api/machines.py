@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edgebox.api.commissioning import commissioning, run_request
+from edgebox.api.commissioning import RUN_FIELDS, RUN_OPTIONS, commissioning, run_request
 from edgebox.api.context import context
 from edgebox.api.deploy import DEPLOY_ACTIONS, deploy_action
 from edgebox.api.deploy_shapes import DEPLOY_OPTIONS
@@ -144,7 +144,7 @@ async def machine_action(request: web.Request) -> web.Response:
         if answer is not None:
             return answer
     if action in COMMISSIONING_ACTIONS:
-        options = run_request(request, await json_object(request, {"comment", "tests"}))
+        options = run_request(request, await json_object(request, RUN_FIELDS))
         machine = await commissioning(request).act(request.match_info["system_id"], action, options)
         return web.json_response(machine_json(machine))
     body = await json_object(request, {"comment", "pool", "zone", "add", "remove"})
@@ -269,6 +269,10 @@ ROUTES = [
                 "add": STR_LIST,
                 "remove": STR_LIST,
                 "tests": {**STR_LIST, "description": "commission, test: the tests to run"},
+                "parameters": {
+                    **RUN_OPTIONS["parameters"],
+                    "description": "commission, test: " + RUN_OPTIONS["parameters"]["description"],
+                },
                 **DEPLOY_OPTIONS,
             },
             "additionalProperties": False,

@@ -14,16 +14,24 @@ Everything here is a pure decision over plain records; the store carries it out.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from edgebox.domain.errors import InvalidInput
 from edgebox.domain.lifecycle import Status
-from edgebox.domain.script_metadata import ParamType, ScriptMetadata, ScriptType
+from edgebox.domain.script_metadata import (
+    PER_DEVICE,
+    ParameterSpec,
+    ParamType,
+    ScriptMetadata,
+    ScriptType,
+)
 from edgebox.domain.script_results import ResultStatus
 
 INVENTORY_SCRIPT: Final = "edgebox-inventory"
+MAX_STRING_PARAMETER: Final = 4096  # characters; it goes into the script's environment
 
 
 class RunKind(enum.StrEnum):
@@ -168,8 +176,21 @@ def choose_scripts(
     return RunChoice(tuple(commissioning), tuple(chosen))
 
 
-def plan_run(choice: RunChoice) -> list[PlannedResult]:
-    """The results of a run; per-device scripts as placeholders (see `expand`)."""
+def plan_run(
+    choice: RunChoice, parameters: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[PlannedResult]:
+    """The results of a run; per-device scripts as placeholders (see `expand`).
+
+    `parameters` sets script parameters for this run, by script name then parameter name;
+    what it leaves out keeps the metadata's default.
+    """
+    given = parameters or {}
+    for name in given:
+        if name not in choice.names:
+            raise InvalidInput(
+                f"parameters.{name}",
+                f"{name} is not a script of this run (it runs: {', '.join(choice.names)})",
+            )
     planned: list[PlannedResult] = []
     for script in (*choice.commissioning, *choice.tests):
         meta = script.metadata
@@ -182,10 +203,56 @@ def plan_run(choice: RunChoice) -> list[PlannedResult]:
                 meta.timeout,
                 meta.parallel.value,
                 expand=device.type if device is not None else None,
-                parameters=_defaults(meta),
+                parameters=script_parameters(meta, given.get(script.name, {})),
             )
         )
     return planned
+
+
+def script_parameters(meta: ScriptMetadata, given: Mapping[str, Any]) -> dict[str, Any]:
+    """A script's parameters for one run: the defaults, with what the request gives checked
+    against the metadata (a known name, its type, min..max) and put over them."""
+    values = _defaults(meta)
+    specs = {p.name: p for p in meta.parameters}
+    for name, value in given.items():
+        path = f"parameters.{meta.name}.{name}"
+        spec = specs.get(name)
+        if spec is None:
+            known = ", ".join(sorted(specs)) or "none"
+            raise InvalidInput(path, f"{meta.name} has no parameter {name!r} (it has: {known})")
+        if spec.type in PER_DEVICE:
+            raise InvalidInput(
+                path, f"a {spec.type.value} parameter is filled in per device by edgebox"
+            )
+        values[name] = parameter_value(spec, value, path)
+    return values
+
+
+def parameter_value(spec: ParameterSpec, value: object, path: str) -> str | int | float | bool:
+    """`value` as the parameter's type, or `InvalidInput` naming `path`."""
+    if spec.type is ParamType.BOOLEAN and isinstance(value, bool):
+        return value
+    if spec.type is ParamType.STRING and isinstance(value, str):
+        if len(value) > MAX_STRING_PARAMETER or "\0" in value:
+            raise InvalidInput(
+                path, f"a text of at most {MAX_STRING_PARAMETER} characters, without NUL"
+            )
+        return value
+    number: int | float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if spec.type is ParamType.INT and isinstance(value, int):
+            number = value
+        elif spec.type is ParamType.FLOAT and math.isfinite(value):
+            number = float(value)
+    if number is None:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        article = "an" if spec.type is ParamType.INT else "a"
+        raise InvalidInput(path, f"expected {article} {spec.type.value} value, got {shown}")
+    if (spec.min is not None and number < spec.min) or (spec.max is not None and number > spec.max):
+        low = "" if spec.min is None else f"{spec.min:g}"
+        high = "" if spec.max is None else f"{spec.max:g}"
+        raise InvalidInput(path, f"{number:g} is outside {low}..{high}")
+    return number
 
 
 def expand(template: PlannedResult, inventory: Mapping[str, Any] | None) -> list[PlannedResult]:

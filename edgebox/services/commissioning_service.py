@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -62,6 +62,8 @@ class RunRequest:
     actor: str
     tests: tuple[str, ...] | None = None  # None: the default tests
     comment: str = ""
+    # script name -> parameter name -> value, over the metadata's defaults for this run
+    parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,7 @@ class CommissioningService:
                 data["comment"] = request.comment
                 message += f": {request.comment}"
             event = NewEvent("machine.status", message, machine=machine.system_id, data=data)
-            return RunStart(after, kind, plan_run(choice), [event])
+            return RunStart(after, kind, plan_run(choice, request.parameters), [event])
 
         started = await self._runs.start(system_id, decide, request.actor)
         self._watchdog.watch(started.run, started.machine.system_id)

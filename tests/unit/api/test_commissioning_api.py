@@ -167,6 +167,38 @@ async def test_commission_through_the_action_endpoint_and_read_results(api: Api)
     assert aborted["status"] == "failed_commissioning"
 
 
+async def test_a_run_takes_script_parameters_and_refuses_wrong_ones(api: Api) -> None:
+    machine = await api.rig.enlist()
+    sid = machine.system_id
+    wrong = {"tests": ["disk-check"], "parameters": {"disk-check": {"passes": 0}}}
+    error = await api.call("POST", f"/machines/{sid}/actions/commission", api.olga, 400, json=wrong)
+    assert error["field"] == "parameters.disk-check.passes"
+    assert "0 is outside 1.." in error["message"]
+    for shape, field in (
+        ({"parameters": ["passes"]}, "parameters"),
+        ({"parameters": {"disk-check": 5}}, "parameters.disk-check"),
+        ({"parameters": {"disk-check": {"passes": None}}}, "parameters.disk-check.passes"),
+    ):
+        error = await api.call(
+            "POST", f"/machines/{sid}/actions/commission", api.olga, 400, json=shape
+        )
+        assert error["field"] == field, error
+    assert (await api.call("GET", f"/machines/{sid}", api.viewer))["status"] == "new"
+    body = {"tests": ["disk-check"], "parameters": {"disk-check": {"passes": 7}}}
+    await api.call("POST", f"/machines/{sid}/actions/commission", api.olga, json=body)
+    results = await api.call("GET", f"/machines/{sid}/results?script=disk-check", api.viewer)
+    assert [r["parameters"] for r in results["results"]] == [{"passes": 7}]
+    # The bulk endpoint takes the same, and refuses per machine with the reason.
+    two = await api.rig.enlist("52:54:00:00:00:02", {"nics": [], "disks": []})
+    answer = await api.call(
+        "POST", "/commissioning", api.olga,
+        json={"action": "commission", "machines": [two.system_id], "tests": ["disk-check"],
+              "parameters": {"cpu-burn": {"x": 1}}},
+    )  # fmt: skip
+    assert answer["refused"] == 1
+    assert "cpu-burn is not a script of this run" in answer["items"][0]["reason"]
+
+
 async def test_action_refusals(api: Api) -> None:
     machine = await api.rig.enlist()
     sid = machine.system_id

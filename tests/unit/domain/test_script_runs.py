@@ -21,6 +21,7 @@ from edgebox.domain.script_runs import (
     choose_scripts,
     env_lines,
     expand,
+    parameter_value,
     plan_run,
     shell_quote,
 )
@@ -84,6 +85,78 @@ def test_per_device_scripts_are_placeholders_until_expanded() -> None:
     assert (none.status, none.note) == (ResultStatus.SKIPPED, "the inventory lists no disks")
     [unknown] = expand(planned[0], None)
     assert unknown.status is ResultStatus.SKIPPED and "commission the machine first" in unknown.note
+
+
+TUNED = (
+    ParameterSpec("disk", ParamType.STORAGE),
+    ParameterSpec("passes", ParamType.INT, 2, 1, 10),
+    ParameterSpec("fraction", ParamType.FLOAT, 0.5, 0.01, 0.95),
+    ParameterSpec("label", ParamType.STRING),
+    ParameterSpec("quick", ParamType.BOOLEAN, False),
+)
+TUNABLE = [*AVAILABLE, stored("tuned", T, parameters=TUNED)]
+
+
+def plan_with(parameters: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    choice = choose_scripts(RunKind.TESTING, TUNABLE, ("tuned", "cpu"), (), Status.READY)
+    return {p.name: dict(p.parameters) for p in plan_run(choice, parameters)}
+
+
+def test_a_request_sets_parameters_over_the_defaults() -> None:
+    assert plan_with({}) == {"tuned": {"passes": 2, "fraction": 0.5, "quick": False}, "cpu": {}}
+    given = {"tuned": {"passes": 10, "fraction": 0.95, "label": "rack 3", "quick": True}}
+    assert plan_with(given)["tuned"] == {
+        "passes": 10, "fraction": 0.95, "label": "rack 3", "quick": True,
+    }  # fmt: skip
+    assert plan_with({"tuned": {"fraction": 0.25}})["tuned"]["passes"] == 2  # others: defaults
+    whole = plan_with({"tuned": {"passes": 3}})["tuned"]["passes"]
+    assert whole == 3 and isinstance(whole, int)
+    ranged = ParameterSpec("f", ParamType.FLOAT, None, 0, 2)
+    assert parameter_value(ranged, 1, "p") == 1.0
+    assert isinstance(parameter_value(ranged, 1, "p"), float)
+    # A per-device placeholder carries the parameters to every device it expands to.
+    choice = choose_scripts(RunKind.TESTING, TUNABLE, ("tuned",), (), Status.READY)
+    (placeholder,) = plan_run(choice, {"tuned": {"passes": 4}})
+    expanded = expand(placeholder, {"disks": [{"name": "sda"}, {"name": "sdb"}]})
+    assert [(p.device, p.parameters["passes"]) for p in expanded] == [("sda", 4), ("sdb", 4)]
+    assert "export EDGEBOX_PARAM_PASSES='4'" in env_lines(
+        1, TUNABLE[-1].metadata, "sda", "", expanded[0].parameters
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "field", "message"),
+    [
+        ({"wipe": {"x": 1}}, "parameters.wipe", "wipe is not a script of this run (it runs: "
+         "tuned, cpu)"),
+        ({"tuned": {"pases": 3}}, "parameters.tuned.pases", "tuned has no parameter 'pases' (it "
+         "has: disk, fraction, label, passes, quick)"),
+        ({"cpu": {"passes": 3}}, "parameters.cpu.passes", "cpu has no parameter 'passes' (it "
+         "has: none)"),
+        ({"tuned": {"disk": "sda"}}, "parameters.tuned.disk", "a storage parameter is filled in "
+         "per device by edgebox"),
+        ({"tuned": {"passes": "3"}}, "parameters.tuned.passes", "expected an int value, got '3'"),
+        ({"tuned": {"passes": 2.5}}, "parameters.tuned.passes", "expected an int value, got 2.5"),
+        ({"tuned": {"passes": True}}, "parameters.tuned.passes", "expected an int value, got True"),
+        ({"tuned": {"passes": 0}}, "parameters.tuned.passes", "0 is outside 1..10"),
+        ({"tuned": {"passes": 11}}, "parameters.tuned.passes", "11 is outside 1..10"),
+        ({"tuned": {"fraction": 0.99}}, "parameters.tuned.fraction", "0.99 is outside 0.01..0.95"),
+        ({"tuned": {"fraction": float("nan")}}, "parameters.tuned.fraction",
+         "expected a float value, got nan"),
+        ({"tuned": {"quick": 1}}, "parameters.tuned.quick", "expected a boolean value, got 1"),
+        ({"tuned": {"label": 7}}, "parameters.tuned.label", "expected a string value, got 7"),
+        ({"tuned": {"label": "x" * 4097}}, "parameters.tuned.label", "at most 4096 characters"),
+        ({"tuned": {"label": "a\0b"}}, "parameters.tuned.label", "without NUL"),
+        ({"tuned": {"label": ["a"]}}, "parameters.tuned.label", "expected a string value, got"),
+    ],
+)  # fmt: skip
+def test_a_parameter_the_script_does_not_take_is_refused_with_its_path(
+    given: dict[str, dict[str, Any]], field: str, message: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        plan_with(given)
+    assert caught.value.field == field
+    assert message in caught.value.detail
 
 
 def test_env_lines_are_quoted_for_sh() -> None:
