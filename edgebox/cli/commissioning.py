@@ -10,6 +10,7 @@ in a pipe), and exits 1 if any machine was refused or ended Failed.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -43,18 +44,51 @@ def parse_tests(value: str | None) -> list[str] | None:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
+def parse_params(values: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """`--param memory-test.fraction=0.5` (repeatable) -> {"memory-test": {"fraction": 0.5}}.
+
+    A value is read as JSON when it is a JSON number, boolean or string (`0.5`, `true`,
+    `'"123"'`), else taken as text; edgebox checks it against the script's metadata.
+    """
+    params: dict[str, dict[str, Any]] = {}
+    for item in values:
+        key, equals, text = item.partition("=")
+        script, dot, name = key.rpartition(".")
+        if not equals or not dot or not script or not name:
+            raise click.BadParameter(
+                f"expected SCRIPT.PARAMETER=VALUE, e.g. memory-test.fraction=0.5; got {item!r}",
+                param_hint="--param",
+            )
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        if value is None or isinstance(value, dict | list):
+            value = text
+        params.setdefault(script, {})[name] = value
+    return params
+
+
+def run_body(action: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The request body's run options: the tests, the parameters and the comment."""
+    body: dict[str, Any] = {"action": action}
+    tests = parse_tests(options["tests"])
+    if tests is not None:
+        body["tests"] = tests
+    if options["params"]:
+        body["parameters"] = parse_params(options["params"])
+    if options["comment"]:
+        body["comment"] = options["comment"]
+    return body
+
+
 def _start(cli: CliContext, action: str, options: Mapping[str, Any]) -> None:
     idents: Sequence[str] = options["idents"]
     flt, query = selection(idents, options["tags"], options["statuses"], options["pool"],
                            options["zone"])  # fmt: skip
-    body: dict[str, Any] = {"action": action}
+    body = run_body(action, options)
     if flt:
         body["filter"] = flt
-    tests = parse_tests(options["tests"])
-    if tests is not None:
-        body["tests"] = tests
-    if options["comment"]:
-        body["comment"] = options["comment"]
 
     async def start(client: ApiClient) -> JsonObject:
         if idents:
@@ -121,7 +155,17 @@ async def _fetch(
 _run_options = bulk_options(
     "[IDS]...",
     "Follow until done; exit 1 if any failed.",
-    extra=[click.option("--tests", metavar="A,B", help='Testing scripts to run ("" none).')],
+    extra=[
+        click.option("--tests", metavar="A,B", help='Testing scripts to run ("" none).'),
+        click.option(
+            "--param",
+            "params",
+            multiple=True,
+            metavar="SCRIPT.NAME=VALUE",
+            help="Set a script parameter for this run (repeatable), e.g. "
+            "memory-test.fraction=0.5; the others keep their defaults.",
+        ),
+    ],
 )
 
 

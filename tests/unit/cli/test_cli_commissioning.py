@@ -204,3 +204,30 @@ def test_refusals_and_usage(run: Invoke, box: RealEdgebox) -> None:
     assert answer["accepted"] == 1 and answer["items"][0]["status"] == "commissioning"
     pending = run("results", machine.system_id).output
     assert "edgebox-inventory  -       pending" in pending
+
+
+def test_script_parameters_for_one_run(run: Invoke, box: RealEdgebox) -> None:
+    machine = box.call(box.rig.enlist())
+    bad = run("commission", machine.system_id, "--param", "disk-check.passes")
+    assert bad.exit_code == 2 and "expected SCRIPT.PARAMETER=VALUE" in bad.output
+    refused = run("commission", machine.system_id, "--tests", "disk-check",
+                  "--param", "disk-check.passes=0")  # fmt: skip
+    assert refused.exit_code == 1 and "0 is outside 1.." in refused.output
+    started = run("commission", machine.system_id, "--tests", "disk-check",
+                  "--param", "disk-check.passes=5")  # fmt: skip
+    assert started.exit_code == 0, started.output
+    results = json.loads(run("--json", "results", machine.system_id).output)
+    passes = {r["script"]: r["parameters"].get("passes") for r in results["results"]}
+    assert passes["disk-check"] == 5
+
+
+def test_param_values_are_json_scalars_or_text() -> None:
+    parsed = commissioning_cli.parse_params([
+        "memory-test.fraction=0.5", "a.b.flag=true", "x.label=rack 3", "x.quoted=\"123\"",
+        "x.obj={\"a\": 1}", "x.empty=",
+    ])  # fmt: skip
+    assert parsed == {
+        "memory-test": {"fraction": 0.5},
+        "a.b": {"flag": True},
+        "x": {"label": "rack 3", "quoted": "123", "obj": '{"a": 1}', "empty": ""},
+    }
