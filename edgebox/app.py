@@ -62,6 +62,7 @@ from edgebox.services.tag_service import TagService
 from edgebox.services.tftp_files import TftpFiles
 from edgebox.storage.auth_store import AuthStore
 from edgebox.storage.boot_store import BootStore
+from edgebox.storage.checkpointer import Checkpointer
 from edgebox.storage.database import Database, DatabaseInUse
 from edgebox.storage.dhcp_store import DhcpStore
 from edgebox.storage.event_store import EventStore
@@ -269,6 +270,7 @@ class Edgebox:
         """Serve until `stop` is set; `on_ready` is called once every listener is up."""
         async with asyncio.TaskGroup() as group:
             writer = group.create_task(self.db.writer.run(), name="db-writer")
+            checkpoints = group.create_task(Checkpointer(self.db.path).run(), name="db-checkpoint")
             services: list[asyncio.Task[None]] = []
             gc_defaults = gc.get_threshold()
             try:
@@ -328,6 +330,7 @@ class Edgebox:
                     task.cancel()
                 await asyncio.gather(*services, return_exceptions=True)
                 writer.cancel()
+                checkpoints.cancel()
 
     @contextlib.asynccontextmanager
     async def _listeners(self, ctx: ApiContext) -> AsyncIterator[Listening]:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from edgebox.domain.models import Event
+from edgebox.storage.checkpointer import BACKSTOP_PAGES
 from edgebox.storage.migrations import load_migrations, migrate
 from edgebox.storage.writer import GroupCommitWriter, Tx
 
@@ -124,5 +125,7 @@ def _open_writer(path: Path, synchronous: str) -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 5000")
+    # Checkpoints run beside the writer (checkpointer.py); this is only the backstop.
+    conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES:d}")
     migrate(conn, str(path), load_migrations())
     return conn
