@@ -270,7 +270,10 @@ class Edgebox:
         """Serve until `stop` is set; `on_ready` is called once every listener is up."""
         async with asyncio.TaskGroup() as group:
             writer = group.create_task(self.db.writer.run(), name="db-writer")
-            checkpoints = group.create_task(Checkpointer(self.db.path).run(), name="db-checkpoint")
+            checkpoints = group.create_task(
+                Checkpointer(self.db.path, lambda: self.db.writer.commits).run(),
+                name="db-checkpoint",
+            )
             services: list[asyncio.Task[None]] = []
             gc_defaults = gc.get_threshold()
             try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -30,16 +31,23 @@ BACKSTOP_PAGES: Final = 16_384  # 64 MiB of 4 KiB pages: the writer checkpoints 
 
 
 class Checkpointer:
-    def __init__(self, path: Path, interval: float = 0.5) -> None:
+    def __init__(self, path: Path, commits: Callable[[], int], interval: float = 0.5) -> None:
+        """`commits` counts the writer's commits: a round with none since the last is skipped,
+        so an idle edgebox wakes no thread for this."""
         self._path = path
+        self._commits = commits
         self._interval = interval
 
     async def run(self) -> None:
         """Checkpoint until cancelled; a checkpoint in progress is finished first."""
         conn = await asyncio.to_thread(_open, self._path)
+        seen = -1
         try:
             while True:
                 await asyncio.sleep(self._interval)
+                if self._commits() == seen:
+                    continue
+                seen = self._commits()
                 work = asyncio.ensure_future(asyncio.to_thread(self._checkpoint, conn))
                 try:
                     await asyncio.shield(work)

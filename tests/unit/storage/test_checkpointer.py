@@ -44,7 +44,9 @@ async def test_commits_reach_the_database_file_without_the_writer_checkpointing(
     before = events_in_main_file(db.path, tmp_path)
     await db.write(add_events)  # ~40 pages: far below the backstop, so only in the WAL
     assert events_in_main_file(db.path, tmp_path) == before
-    task = asyncio.create_task(Checkpointer(db.path, interval=0.01).run())
+    task = asyncio.create_task(
+        Checkpointer(db.path, lambda: db.writer.commits, interval=0.01).run()
+    )
     try:
         for _ in range(200):
             await asyncio.sleep(0.01)
