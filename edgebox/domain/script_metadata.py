@@ -278,15 +278,23 @@ def _bound(
 def _default(value: object, kind: ParamType, path: str, where: _Where) -> Any:
     if value is None:
         return None
-    ok = {
-        ParamType.STRING: isinstance(value, str),
-        ParamType.INT: isinstance(value, int) and not isinstance(value, bool),
-        ParamType.FLOAT: isinstance(value, int | float) and not isinstance(value, bool),
-        ParamType.BOOLEAN: isinstance(value, bool),
-    }[kind]
-    if not ok:
+    if not fits_type(kind, value):
         raise where.error(path, f"expected a {kind.value} value, got {_show(value)}")
     return value
+
+
+def fits_type(kind: ParamType, value: object) -> bool:
+    """Whether `value` is a value of a `kind` parameter (a bool is not a number; an int is a
+    float). For storage and interface parameters, which take no value, never."""
+    if kind is ParamType.STRING:
+        return isinstance(value, str)
+    if kind is ParamType.BOOLEAN:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind is ParamType.INT:
+        return isinstance(value, int)
+    return kind is ParamType.FLOAT and isinstance(value, int | float)
 
 
 def _results(value: object, where: _Where) -> tuple[ResultField, ...]:

@@ -27,6 +27,7 @@ from edgebox.domain.script_metadata import (
     ParamType,
     ScriptMetadata,
     ScriptType,
+    fits_type,
 )
 from edgebox.domain.script_results import ResultStatus
 
@@ -230,24 +231,20 @@ def script_parameters(meta: ScriptMetadata, given: Mapping[str, Any]) -> dict[st
 
 def parameter_value(spec: ParameterSpec, value: object, path: str) -> str | int | float | bool:
     """`value` as the parameter's type, or `InvalidInput` naming `path`."""
-    if spec.type is ParamType.BOOLEAN and isinstance(value, bool):
+    if not fits_type(spec.type, value) or (isinstance(value, float) and not math.isfinite(value)):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        article = "an" if spec.type is ParamType.INT else "a"
+        raise InvalidInput(path, f"expected {article} {spec.type.value} value, got {shown}")
+    if isinstance(value, bool):
         return value
-    if spec.type is ParamType.STRING and isinstance(value, str):
+    if isinstance(value, str):
         if len(value) > MAX_STRING_PARAMETER or "\0" in value:
             raise InvalidInput(
                 path, f"a text of at most {MAX_STRING_PARAMETER} characters, without NUL"
             )
         return value
-    number: int | float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if spec.type is ParamType.INT and isinstance(value, int):
-            number = value
-        elif spec.type is ParamType.FLOAT and math.isfinite(value):
-            number = float(value)
-    if number is None:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        article = "an" if spec.type is ParamType.INT else "a"
-        raise InvalidInput(path, f"expected {article} {spec.type.value} value, got {shown}")
+    assert isinstance(value, int | float)
+    number = float(value) if spec.type is ParamType.FLOAT else value
     if (spec.min is not None and number < spec.min) or (spec.max is not None and number > spec.max):
         low = "" if spec.min is None else f"{spec.min:g}"
         high = "" if spec.max is None else f"{spec.max:g}"

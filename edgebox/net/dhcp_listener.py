@@ -100,17 +100,21 @@ class DhcpListener:
         self._probers: dict[str, ArpProber] = {}
         self._group: asyncio.TaskGroup | None = None
         self._waiting: dict[asyncio.Future[None], list[tuple[_LinkSocket, Handled]]] = {}
-        self._acks: AckRelease[tuple[_LinkSocket, Handled]] | None = None  # made in the loop
+        # A commit's ACKs leave through this (made in the running loop, as the listener is)
+        self._acks: AckRelease[tuple[_LinkSocket, Handled]] = AckRelease(_send_ack)
 
     async def run(self) -> None:
         links = self._service.links()
         if not links:
             return
-        async with asyncio.TaskGroup() as group:
-            self._group = group
-            for spec in links:
-                group.create_task(self._serve_link(spec), name=f"dhcp-{spec.name}")
-            group.create_task(self._service.run(), name="dhcp-service")
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                for spec in links:
+                    group.create_task(self._serve_link(spec), name=f"dhcp-{spec.name}")
+                group.create_task(self._service.run(), name="dhcp-service")
+        finally:
+            self._acks.close()  # no timer left to send on closed sockets
 
     async def _serve_link(self, spec: LinkSpec) -> None:
         while True:
@@ -192,8 +196,6 @@ class DhcpListener:
             for _, handled in waiting:
                 self._service.commit_failed(handled, future)
             return
-        if self._acks is None:
-            self._acks = AckRelease(_send_ack)
         self._acks.add(waiting)
 
     async def _probe_then_send(

@@ -45,9 +45,10 @@ class Checkpointer:
         try:
             while True:
                 await asyncio.sleep(self._interval)
-                if self._commits() == seen:
+                commits = self._commits()
+                if commits == seen:
                     continue
-                seen = self._commits()
+                seen = commits
                 work = asyncio.ensure_future(asyncio.to_thread(self._checkpoint, conn))
                 try:
                     await asyncio.shield(work)
