@@ -18,8 +18,9 @@ both servers) so that background load hits both alike; the median of --rounds co
     python bench/images.py                     # 16 clients, 512 MiB, 3 rounds
     python bench/images.py --quick             # smoke run: 4 clients, 64 MiB, 1 round
 
-Needs curl, nginx, taskset (util-linux). Leaves nothing behind: its temporary directory and
-both servers are removed, also on Ctrl-C.
+Needs curl and taskset (util-linux); nginx's program is unpacked from its .deb into the run's
+directory (tests/lab/debian_unpack.py), since installing nginx starts a system server. Leaves
+nothing behind: its temporary directory and both servers are removed, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from tests.lab.debian_unpack import unpacked_program  # noqa: E402
+
+TOOLS = ("curl", "taskset", "apt-get", "dpkg")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1 << 20
 GIB = 1 << 30
@@ -188,9 +194,8 @@ def start_edgebox(work: Path, build: Path, pin: list[str]) -> tuple[Server, str]
 
 
 def start_nginx(work: Path, build: Path, pin: list[str]) -> Server:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists():
-        raise RuntimeError("nginx is not installed (apt-get install nginx)")
+    # Unpacked, not installed: the nginx packages start a system-wide server on install.
+    nginx = str(unpacked_program("nginx", "usr/sbin/nginx", work))
     port = free_port()
     prefix = work / "nginx"
     prefix.mkdir()
@@ -269,7 +274,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.clients, args.size_mib, args.rounds = 4, 64, 1
-    for tool in ("curl", "taskset"):
+    for tool in TOOLS:
         if shutil.which(tool) is None:
             print(f"images bench: {tool} is missing", file=sys.stderr)
             return 1

@@ -25,9 +25,10 @@ load hits all servers alike; the median of the --repeat rounds counts.
     python bench/tftp.py --quick                  # smoke run: 10 clients, 1 run
     python bench/tftp.py --file snponly.efi --clients 50 --servers edgebox,tftpd-hpa
 
-Needs root, iproute2, util-linux (taskset, flock), curl, atftp, tftpd-hpa (`in.tftpd`), ipxe
-(the loaders) and apt-get (atftpd conflicts with tftpd-hpa in apt, so its .deb is downloaded
-and unpacked into the run's temporary directory). A missing server shows as "not available".
+Needs root and what scripts/install-lab-packages installs (iproute2, util-linux, curl, atftp,
+the loaders). The peer servers tftpd-hpa (`in.tftpd`) and atftpd are unpacked from their .debs
+into the run's temporary directory (tests/lab/debian_unpack.py): installed, each would start a
+system-wide daemon, and the two conflict in apt. A missing server shows as "not available".
 The run is bounded (--deadline) and removes everything it created, also on Ctrl-C or SIGTERM.
 """
 
@@ -57,6 +58,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.lab import Lab, LineWatcher, TwoHosts, require_root_and_tools, which  # noqa: E402
+from tests.lab.debian_unpack import UnpackError, unpacked_program  # noqa: E402
 
 SERVER_ADDR = "10.231.70.1/24"
 CLIENT_ADDR = "10.231.70.2/24"
@@ -253,10 +255,11 @@ class TftpdHpa(Server):
 
     def start(self) -> subprocess.Popen[Any]:
         b = self.bench
-        tftpd = which("in.tftpd")
-        if tftpd is None:
-            raise Unavailable("not installed (in.tftpd missing; Debian package tftpd-hpa)")
-        argv = [tftpd, "-L", "-s", str(b.root), "-a", f"{_ip(SERVER_ADDR)}:69"]
+        try:
+            tftpd = unpacked_program("tftpd-hpa", "usr/sbin/in.tftpd", b.workdir)
+        except UnpackError as exc:
+            raise Unavailable(str(exc)) from None
+        argv = [str(tftpd), "-L", "-s", str(b.root), "-a", f"{_ip(SERVER_ADDR)}:69"]
         self.proc = b.lab.run(
             b.net.server_ns,
             _pin(b.args.server_cpu, argv),
@@ -270,27 +273,10 @@ class Atftpd(Server):
     name = "atftpd"
 
     def binary(self) -> str:
-        b = self.bench
-        unpacked = b.workdir / "atftpd-pkg" / "usr" / "sbin" / "atftpd"
-        if unpacked.exists():
-            return str(unpacked)
-        if which("apt-get") is None or which("dpkg") is None:
-            raise Unavailable("apt-get/dpkg missing: cannot unpack atftpd")
-        pkg_dir = b.workdir / "atftpd-deb"
-        pkg_dir.mkdir(exist_ok=True)
-        got = subprocess.run(
-            ["apt-get", "download", "atftpd"],
-            cwd=pkg_dir,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        debs = sorted(pkg_dir.glob("atftpd_*.deb"))
-        if got.returncode != 0 or not debs:
-            raise Unavailable(f"apt-get download atftpd failed: {got.stderr.strip()[-300:]}")
-        subprocess.run(["dpkg", "-x", str(debs[-1]), str(b.workdir / "atftpd-pkg")], check=True)
-        return str(unpacked)
+        try:
+            return str(unpacked_program("atftpd", "usr/sbin/atftpd", self.bench.workdir))
+        except UnpackError as exc:
+            raise Unavailable(str(exc)) from None
 
     def start(self) -> subprocess.Popen[Any]:
         b = self.bench

@@ -22,12 +22,12 @@ SUBNET = {
     "dns": ["10.231.0.1"],
     "lease_time": 600,
 }
-TOOLS = {"dhclient": "dhclient", "udhcpc": "busybox", "dhcpcd": "dhcpcd"}
+CLIENT_TOOL = {"dhclient": "dhclient", "udhcpc": "busybox", "dhcpcd": "dhcpcd"}
 
 
 @pytest.mark.parametrize("kind", ["dhclient", "udhcpc", "dhcpcd"])
 def test_client_obtains_renews_and_releases(tmp_path: Path, kind: str) -> None:
-    skip_unless_lab(TOOLS[kind])
+    skip_unless_lab(CLIENT_TOOL[kind])
     with Lab() as lab:
         net = lab.two_hosts(server_addr="10.231.0.1/24")
         iface = {"name": net.server_if, "netns": net.server_ns}

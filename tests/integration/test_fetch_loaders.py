@@ -39,3 +39,17 @@ def test_missing_loaders_say_how_to_get_them(tmp_path: Path) -> None:
         f"network-boot loaders missing in {tmp_path}: undionly.kpxe, snponly.efi, ipxe.efi; "
         f"run: scripts/fetch-loaders {tmp_path}",
     )
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get (Debian)")
+def test_a_relative_directory_is_taken_from_where_it_is_run(tmp_path: Path) -> None:
+    """scripts/run calls `scripts/fetch-loaders firmware-images` from the repository: the
+    loaders must land there, not in the script's temporary directory."""
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "fetch-loaders"), "loaders"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    check = check_loaders(tmp_path / "loaders")
+    assert check.good == EXPECTED and not check.messages
+    assert f"in {tmp_path / 'loaders'}:" in result.stdout

@@ -24,11 +24,12 @@ from tests.lab.loop_lateness import LatenessProbe
 from tests.lab.processes import which
 
 Factory = Callable[..., IpmiDriver]
+TOOLS = ("ipmi_sim", "ipmitool")
 
 
 @pytest.fixture(autouse=True)
 def _needs_openipmi() -> None:
-    missing = [tool for tool in ("ipmi_sim", "ipmitool") if which(tool) is None]
+    missing = [tool for tool in TOOLS if which(tool) is None]
     if not missing:
         return
     if os.geteuid() == 0:  # CI runs as root with scripts/install-lab-packages done
