@@ -30,6 +30,7 @@ def machine_json(m: Machine) -> dict[str, Any]:
         "power_state": m.power_state.value,
         "tags": list(m.tags),
         "interfaces": [{"mac": i.mac, "name": i.name, "boot": i.boot} for i in m.interfaces],
+        "hardware": m.hardware.as_dict() if m.hardware else None,
         "created_at": iso(m.created_at),
         "updated_at": iso(m.updated_at),
         "status_changed_at": iso(m.status_changed_at),

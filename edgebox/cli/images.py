@@ -51,15 +51,6 @@ def images() -> None:
     """The image cache: signed OS images that machines are deployed with."""
 
 
-def size_text(n: Any) -> str:
-    value = float(n or 0)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def _state(image: Mapping[str, Any]) -> str:
     progress = image.get("progress")
     if image["state"] == "importing" and progress and progress["bytes_total"]:
@@ -89,7 +80,7 @@ def list_images(cli: CliContext) -> None:
                 f"{i['os']} {i['release']}",
                 i["arch"],
                 f"{i['kind']}/{i['compression']}",
-                size_text(i["size"]),
+                render.size(i["size"]),
                 _state(i),
                 render.text(i["pinned"]),
                 str(len(i["in_use_by"])),
@@ -117,7 +108,7 @@ def show(cli: CliContext, ref: str) -> None:
             ("os", f"{image['os']} {image['release']} ({image['arch']})"),
             ("kind", f"{image['kind']}, compression {image['compression']}"),
             ("created", image["created"]),
-            ("size", size_text(image["size"])),
+            ("size", render.size(image["size"])),
             ("state", _state(image) + (f": {image['error']}" if image["error"] else "")),
             ("pinned", render.text(image["pinned"])),
             ("in use by", render.text(image["in_use_by"])),
@@ -129,7 +120,7 @@ def show(cli: CliContext, ref: str) -> None:
     )
     render.print_table(
         ("ROLE", "NAME", "SIZE", "SHA256"),
-        ([f["role"], f["name"], size_text(f["size"]), f["sha256"]] for f in image["files"]),
+        ([f["role"], f["name"], render.size(f["size"]), f["sha256"]] for f in image["files"]),
     )
 
 
@@ -164,7 +155,7 @@ def import_image(cli: CliContext, source: str, upstream: str | None, wait: bool)
     if cli.json_output:
         render.print_json(image)
     elif image["state"] == "ready":
-        click.echo(f"{image['name']} ({image['id'][:12]}): ready, {size_text(image['size'])}.")
+        click.echo(f"{image['name']} ({image['id'][:12]}): ready, {render.size(image['size'])}.")
     elif image["state"] == "importing":
         click.echo(
             f"{image['name']} ({image['id'][:12]}): importing; follow with "

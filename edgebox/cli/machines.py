@@ -16,9 +16,17 @@ import click
 from edgebox.cli import render
 from edgebox.cli.client import ApiClient, ApiError, JsonObject, path_segment
 from edgebox.cli.context import CliContext, CliUsageError, call_api, json_option, pass_cli
+from edgebox.cli.hardware_view import (
+    HARDWARE_COLUMNS,
+    hardware_columns,
+    hardware_fields,
+    inventory_fields,
+)
 from edgebox.domain.lifecycle import Status
 
-MACHINE_COLUMNS = ("SYSTEM_ID", "HOSTNAME", "STATUS", "POWER", "POOL", "ZONE", "TAGS", "MAC")
+MACHINE_COLUMNS = (
+    "SYSTEM_ID", "HOSTNAME", "STATUS", "POWER", *HARDWARE_COLUMNS, "POOL", "ZONE", "TAGS", "MAC",
+)  # fmt: skip
 
 
 async def find_machine(client: ApiClient, ident: str) -> JsonObject:
@@ -63,6 +71,7 @@ def machine_row(machine: Mapping[str, Any]) -> list[str]:
         render.field(machine, "hostname"),
         status,
         render.field(machine, "power_state"),
+        *hardware_columns(machine),
         render.field(machine, "pool"),
         render.field(machine, "zone"),
         render.field(machine, "tags"),
@@ -102,11 +111,30 @@ def machine_fields(machine: Mapping[str, Any]) -> list[tuple[str, str]]:
     return fields
 
 
-def show_machine(cli: CliContext, machine: JsonObject) -> None:
+def show_machine(cli: CliContext, machine: JsonObject, inventory: JsonObject | None = None) -> None:
+    """The machine's fields, then (when given) its hardware summary."""
     if cli.json_output:
         render.print_json(machine)
-    else:
-        render.print_fields(machine_fields(machine))
+        return
+    fields = machine_fields(machine)
+    if inventory is not None:
+        fields += hardware_fields(inventory)
+    elif "hardware" in machine:
+        fields.append(("hardware", "not reported yet (the machine has not enlisted)"))
+    render.print_fields(fields)
+
+
+async def inventory_of(client: ApiClient, machine: JsonObject) -> JsonObject | None:
+    """The machine's inventory, or None when its agent has reported none yet."""
+    try:
+        inventory: JsonObject = await client.get(
+            f"/machines/{path_segment(machine['system_id'])}/inventory"
+        )
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return inventory
 
 
 def print_done(cli: CliContext, machine: JsonObject, message: str) -> None:
@@ -193,8 +221,40 @@ def list_machines(
 @json_option
 @pass_cli
 def show(cli: CliContext, ident: str) -> None:
-    """Show one machine, named by system_id or hostname."""
-    show_machine(cli, call_api(cli, lambda client: find_machine(client, ident)))
+    """Show one machine, named by system_id or hostname, with a summary of its hardware."""
+
+    async def fetch(client: ApiClient) -> tuple[JsonObject, JsonObject | None]:
+        machine = await find_machine(client, ident)
+        return machine, None if cli.json_output else await inventory_of(client, machine)
+
+    machine, inventory = call_api(cli, fetch)
+    show_machine(cli, machine, inventory)
+
+
+@machines.command("inventory")
+@click.argument("ident", metavar="ID")
+@json_option
+@pass_cli
+def inventory(cli: CliContext, ident: str) -> None:
+    """Print the whole hardware inventory the machine's agent reported."""
+
+    async def fetch(client: ApiClient) -> JsonObject:
+        machine = await find_machine(client, ident)
+        found = await inventory_of(client, machine)
+        if found is None:
+            raise ApiError(
+                404,
+                "not_found",
+                f"{machine_label(machine)} has reported no inventory yet: it appears once the "
+                "machine enlists (network-boots) or is commissioned",
+            )
+        return found
+
+    found = call_api(cli, fetch)
+    if cli.json_output:
+        render.print_json(found)
+    else:
+        render.print_fields(inventory_fields(found))
 
 
 @machines.command("add")

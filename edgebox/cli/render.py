@@ -106,3 +106,13 @@ def timestamp(value: Any) -> str:
 
 def field(obj: Mapping[str, Any], key: str) -> str:
     return text(obj.get(key))
+
+
+def size(n: Any) -> str:
+    """Bytes as people read them: `512 B`, `1.5 GiB`."""
+    value = float(n or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover

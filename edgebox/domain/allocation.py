@@ -17,10 +17,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-MAX_COUNT = 10_000
+from edgebox.domain.hardware import normal_arch
 
-# uname -m and the names people use, folded to Debian's architecture names.
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armv8": "arm64"}
+MAX_COUNT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +74,6 @@ class Choice:
     chosen: tuple[str, ...]  # system ids; empty when refused
     matched: int
     refusal: str = ""
-
-
-def normal_arch(name: str) -> str:
-    name = name.strip().lower()
-    return _ARCH_ALIASES.get(name, name)
 
 
 def mismatch(constraints: Constraints, machine: Candidate) -> str | None:

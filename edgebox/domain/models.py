@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgebox.domain.hardware import HardwareSummary
 from edgebox.domain.lifecycle import LifecycleState, Status
 from edgebox.domain.power import PowerState
 
@@ -36,6 +37,7 @@ class Machine:
     status_changed_at: float
     tags: tuple[str, ...] = ()
     interfaces: tuple[Interface, ...] = ()
+    hardware: HardwareSummary | None = None  # None until an agent reported an inventory
 
     @property
     def lifecycle(self) -> LifecycleState:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgebox.domain.enlistment import Identity
+from edgebox.domain.hardware import summary_of
 from edgebox.domain.models import Machine, NewEvent, NewMachine
 from edgebox.storage import machines_sql as sql
 from edgebox.storage.database import Database
@@ -86,16 +87,19 @@ class BootStore:
             if machine_id is None:
                 machine_id = sql.insert_machine(conn, new_machine(), tx.now)
             _add_interfaces(conn, machine_id, identity, _nic_names(inventory))
+            summary = json.dumps(summary_of(inventory).as_dict())
             conn.execute(
                 "INSERT INTO machine_inventory (machine_id, smbios_uuid, serial, data, "
-                "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (machine_id) DO UPDATE SET "
-                "smbios_uuid = excluded.smbios_uuid, serial = excluded.serial, "
+                "summary, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (machine_id) DO "
+                "UPDATE SET smbios_uuid = excluded.smbios_uuid, serial = excluded.serial, "
                 # A commissioned inventory (richer, normalized) is kept until the next
                 # commissioning replaces it; enlistment's own is only the first guess.
                 "data = CASE WHEN commissioned_at IS NULL THEN excluded.data ELSE data END, "
-                "updated_at = excluded.updated_at",
-                (machine_id, identity.smbios_uuid, identity.serial, json.dumps(inventory), tx.now),
-            )
+                "summary = CASE WHEN commissioned_at IS NULL THEN excluded.summary "
+                "ELSE summary END, updated_at = excluded.updated_at",
+                (machine_id, identity.smbios_uuid, identity.serial, json.dumps(inventory),
+                 summary, tx.now),
+            )  # fmt: skip
             system_id = conn.execute(
                 "SELECT system_id FROM machines WHERE id = ?", (machine_id,)
             ).fetchone()[0]

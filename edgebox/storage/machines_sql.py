@@ -6,12 +6,14 @@ same SELECTs and runs them through aiosqlite. Both map rows with the same functi
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from edgebox.domain.errors import Conflict
+from edgebox.domain.hardware import HardwareSummary
 from edgebox.domain.lifecycle import Status
 from edgebox.domain.models import (
     Interface,
@@ -25,7 +27,8 @@ from edgebox.storage import tags_sql
 
 MACHINE_COLUMNS = (
     "id, system_id, hostname, status, previous_status, arch, pool, zone, owner, locked, "
-    "power_state, created_at, updated_at, status_changed_at"
+    "power_state, created_at, updated_at, status_changed_at, "
+    "(SELECT summary FROM machine_inventory WHERE machine_id = machines.id) AS hardware"
 )
 
 
@@ -50,6 +53,7 @@ def machine_from_row(
         status_changed_at=row["status_changed_at"],
         tags=tuple(sorted(tags)),
         interfaces=tuple(interfaces),
+        hardware=HardwareSummary.from_dict(json.loads(hw)) if (hw := row["hardware"]) else None,
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from edgebox.domain.enlistment import usable_serial, usable_uuid
+from edgebox.domain.hardware import summary_of
 from edgebox.domain.script_results import UNFINISHED, ResultStatus
 from edgebox.domain.script_runs import (
     PlannedResult,
@@ -207,12 +208,14 @@ def store_inventory(
     system = inventory.get("system") or {}
     uuid = usable_uuid(system.get("uuid")) if isinstance(system, Mapping) else ""
     serial = usable_serial(system.get("serial")) if isinstance(system, Mapping) else ""
+    summary = json.dumps(summary_of(inventory).as_dict())
     conn.execute(
-        "INSERT INTO machine_inventory (machine_id, smbios_uuid, serial, data, updated_at, "
-        "commissioned_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (machine_id) DO UPDATE SET "
+        "INSERT INTO machine_inventory (machine_id, smbios_uuid, serial, data, summary, "
+        "updated_at, commissioned_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (machine_id) DO "
+        "UPDATE SET "
         "smbios_uuid = CASE WHEN smbios_uuid = '' THEN excluded.smbios_uuid ELSE smbios_uuid END, "
         "serial = CASE WHEN serial = '' THEN excluded.serial ELSE serial END, "
-        "data = excluded.data, updated_at = excluded.updated_at, "
+        "data = excluded.data, summary = excluded.summary, updated_at = excluded.updated_at, "
         "commissioned_at = excluded.commissioned_at",
-        (machine_id, uuid, serial, json.dumps(dict(inventory)), now, now),
+        (machine_id, uuid, serial, json.dumps(dict(inventory)), summary, now, now),
     )

@@ -53,6 +53,7 @@ def make_machine(system_id: str, **fields: Any) -> dict[str, Any]:
         "power_state": "unknown",
         "tags": [],
         "interfaces": [],
+        "hardware": None,
         "created_at": NOW,
         "updated_at": NOW,
         "status_changed_at": NOW,
@@ -66,6 +67,7 @@ class FakeEdgebox:
     url: str = ""
     requests: list[Recorded] = field(default_factory=list)
     machines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inventories: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     tokens: list[dict[str, Any]] = field(default_factory=list)
     # (method, path) -> (status, JSON body): answer this instead of the normal handler.
@@ -122,6 +124,7 @@ class FakeEdgebox:
         app.router.add_get(f"{api}/machines", self._list_machines)
         app.router.add_post(f"{api}/machines", self._create_machine)
         app.router.add_get(f"{api}/machines/{{sid}}", self._get_machine)
+        app.router.add_get(f"{api}/machines/{{sid}}/inventory", self._get_inventory)
         app.router.add_patch(f"{api}/machines/{{sid}}", self._patch_machine)
         app.router.add_delete(f"{api}/machines/{{sid}}", self._delete_machine)
         app.router.add_post(f"{api}/machines/{{sid}}/actions/{{action}}", self._action)
@@ -199,6 +202,13 @@ class FakeEdgebox:
 
     async def _get_machine(self, request: web.Request) -> web.Response:
         return web.json_response(self._machine_or_404(request))
+
+    async def _get_inventory(self, request: web.Request) -> web.Response:
+        machine = self._machine_or_404(request)
+        inventory = self.inventories.get(machine["system_id"])
+        if inventory is None:
+            return error(404, "not_found", f"machine {machine['system_id']} has reported none")
+        return web.json_response(inventory)
 
     async def _patch_machine(self, request: web.Request) -> web.Response:
         machine = self._machine_or_404(request)

@@ -34,9 +34,10 @@ def test_list_prints_a_table_with_one_row_per_machine(fake: FakeEdgebox, run_cli
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == list(machines_module.MACHINE_COLUMNS)
+    # No inventory yet: arch, cores, memory and storage are "-".
     assert lines[1].split() == [
-        "abc123", "node-abc123", "new", "on", "default", "default", "gpu,rack1",
-        "52:54:00:00:00:02",
+        "abc123", "node-abc123", "new", "on", "-", "-", "-", "-", "default", "default",
+        "gpu,rack1", "52:54:00:00:00:02",
     ]  # fmt: skip
     assert lines[2].split()[:4] == ["def456", "node-def456", "ready", "(locked)"]
     # A hostname is text, not rich markup; no interfaces shows as "-".
@@ -129,7 +130,8 @@ def test_show_by_system_id(fake: FakeEdgebox, run_cli: Invoke) -> None:
     assert "interfaces:      52:54:00:00:00:01 eno1\n" in result.stdout
     assert "                 52:54:00:00:00:02 eno2 (boot)\n" in result.stdout
     assert "created:         2026-11-26T05:38:53Z" in result.stdout
-    assert fake.paths() == ["/api/v1/machines/abc123"]
+    # The machine by its id at once, then its inventory for the hardware summary.
+    assert fake.paths() == ["/api/v1/machines/abc123", "/api/v1/machines/abc123/inventory"]
 
 
 def test_show_falls_back_to_the_hostname_when_the_id_is_not_a_system_id(
@@ -333,3 +335,86 @@ def test_parse_params() -> None:
 def test_parse_params_rejects_malformed_pairs(bad: str) -> None:
     with pytest.raises(click.BadParameter, match=r"key=value|not JSON"):
         parse_params([bad])
+
+
+COMMISSIONED = {
+    "system": {"vendor": "Dell Inc.", "product": "PowerEdge R650", "serial": "7XK2", "uuid": ""},
+    "cpu": {"model": "Xeon Gold 6338", "arch": "x86_64", "sockets": 2, "cores": 64,
+            "threads": 128},
+    "memory": {"total_mib": 262144, "dimms": []},
+    "disks": [
+        {"name": "nvme0n1", "type": "nvme", "size_bytes": 3840755982336, "model": "PM1733",
+         "serial": "S4YNNE0N"},
+        {"name": "sda", "type": "ssd", "size_bytes": 480103981056, "model": "MTFDDAK480",
+         "serial": "2105311"},
+    ],
+    "nics": [{"name": "eno1", "mac": "b4:96:91:00:00:01", "driver": "ice",
+              "speed_mbps": 25000}],
+    "gpus": [{"vendor": "nvidia", "name": "A100 80GB", "address": "0000:17:00.0"}],
+    "firmware": {"type": "uefi", "vendor": "Dell Inc.", "version": "1.6.5"},
+}  # fmt: skip
+
+
+def test_list_shows_hardware_columns_once_known(fake: FakeEdgebox, run_cli: Invoke) -> None:
+    fake.add_machine(
+        "abc123",
+        arch="amd64/generic",
+        hardware={"cores": 64, "threads": 128, "memory_mib": 262144,
+                  "storage_bytes": 4320859963392, "disks": 2, "gpus": 1, "arch": "amd64"},
+    )  # fmt: skip
+
+    result = run_cli("machines", "list")
+
+    assert result.exit_code == 0, result.output
+    header, row = result.stdout.splitlines()[:2]
+    assert header.split()[4:8] == ["ARCH", "CORES", "MEMORY", "STORAGE"]
+    assert row.split()[4:10] == ["amd64", "64", "256.0", "GiB", "3.9", "TiB"]
+    assert "(2 disks)" in row
+
+
+def test_show_adds_a_hardware_summary(fake: FakeEdgebox, run_cli: Invoke) -> None:
+    fake.add_machine("abc123")
+    fake.inventories["abc123"] = COMMISSIONED
+
+    result = run_cli("machines", "show", "abc123")
+
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Dell Inc. PowerEdge R650 (serial 7XK2)" in out
+    assert "Xeon Gold 6338 (2 sockets, 64 cores, 128 threads) amd64" in out
+    assert "256.0 GiB" in out
+    assert "nvme0n1 3.5 TiB nvme PM1733 serial S4YNNE0N" in out
+    assert "sda 447.1 GiB ssd MTFDDAK480 serial 2105311" in out
+    assert "eno1 b4:96:91:00:00:01 ice 25000 Mb/s" in out
+    assert "nvidia A100 80GB" in out
+
+
+def test_show_says_when_no_hardware_is_known(fake: FakeEdgebox, run_cli: Invoke) -> None:
+    fake.add_machine("abc123")
+
+    result = run_cli("machines", "show", "abc123")
+
+    assert result.exit_code == 0, result.output
+    assert "not reported yet" in result.stdout
+
+
+def test_inventory_prints_every_section_or_the_json(fake: FakeEdgebox, run_cli: Invoke) -> None:
+    fake.add_machine("abc123", hostname="n1")
+    fake.inventories["abc123"] = COMMISSIONED
+
+    table = run_cli("machines", "inventory", "n1")
+    as_json = run_cli("machines", "inventory", "abc123", "--json")
+
+    assert table.exit_code == 0, table.output
+    assert "firmware" in table.stdout and "version=1.6.5" in table.stdout
+    assert "Xeon Gold 6338" in table.stdout
+    assert json.loads(as_json.stdout) == COMMISSIONED
+
+
+def test_inventory_of_a_machine_that_never_enlisted(fake: FakeEdgebox, run_cli: Invoke) -> None:
+    fake.add_machine("abc123")
+
+    result = run_cli("machines", "inventory", "abc123")
+
+    assert result.exit_code != 0
+    assert "has reported no inventory yet" in result.stderr

@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from edgebox.domain.enlistment import usable_serial, usable_uuid
+from edgebox.domain.hardware import summary_of
 from edgebox.domain.models import MachineFilter
 from edgebox.domain.settings import BootSettings
 from edgebox.net.machine_http import build_machine_app
@@ -116,6 +117,9 @@ async def test_enlist_creates_then_matches(rig: Rig) -> None:
     assert status == 200 and body["status"] == "new"
     page = await rig.machines.query(MachineFilter(mac=MAC), 5)
     assert [m.system_id for m in page.items] == [body["system_id"]]
+    # The list carries the hardware the inventory names (cores, memory, storage).
+    assert page.items[0].hardware == summary_of(inventory())
+    assert page.items[0].hardware.cores == 2 and page.items[0].hardware.memory_mib == 512
     # Booting again: the same machine, matched by MAC, not a second one.
     token = token_of(await rig.script())
     status, again = await rig.agent("enlist", token, {"boot_mac": MAC, "inventory": inventory()})

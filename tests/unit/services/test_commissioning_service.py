@@ -12,6 +12,7 @@ import pytest
 
 from edgebox.domain.commissioning_settings import CommissioningSettings
 from edgebox.domain.errors import Conflict, InvalidInput, NotFound
+from edgebox.domain.hardware import summary_of
 from edgebox.domain.lifecycle import IllegalTransition, Status
 from edgebox.domain.models import MachineFilter
 from edgebox.domain.power import PowerOp
@@ -234,6 +235,9 @@ async def test_a_commissioned_inventory_survives_the_next_enlistment(rig: Rig) -
     await rig.enlist()  # the next boot enlists again with its crude inventory
     inventory = await rig.machines.inventory(machine.system_id)
     assert inventory is not None and "gpus" in inventory and "dmi" not in inventory
+    # And the list's hardware columns keep the commissioned figures too.
+    after = await rig.machines.get(machine.system_id)
+    assert after.hardware == summary_of(inventory) and after.hardware.gpus is not None
 
 
 async def test_watchdog_fails_a_machine_that_never_boots(rig: Rig) -> None:
