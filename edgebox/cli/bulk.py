@@ -24,7 +24,7 @@ from edgebox.cli import render
 from edgebox.cli.client import ApiClient, ApiError
 from edgebox.cli.context import CliContext, CliUsageError, call_api, json_option, pass_cli
 from edgebox.cli.machines import find_machine
-from edgebox.domain.lifecycle import Status
+from edgebox.domain.lifecycle import Action, Status, statuses_allowing
 
 T = TypeVar("T")
 SHOWN_FAILURES: Final = 10
@@ -57,6 +57,12 @@ def bulk_options(
         ),
         click.option("--pool", help="Machines in this pool."),
         click.option("--zone", help="Machines in this zone."),
+        click.option(
+            "--all",
+            "all_machines",
+            is_flag=True,
+            help="Every machine in a status where this action applies, Broken ones aside.",
+        ),
         *extra,
         click.option("--comment", help="Why (kept in each machine's event log)."),
         click.option("--wait", is_flag=True, help=wait_help),
@@ -97,10 +103,19 @@ async def resolve_system_ids(client: ApiClient, idents: Sequence[str]) -> list[s
 
 
 def selection(
-    idents: Sequence[str], tags: Sequence[str], statuses: Sequence[str], pool: str | None,
-    zone: str | None,
-) -> tuple[dict[str, Any], list[tuple[str, str]]]:  # fmt: skip
-    """The bulk request's filter, and the same as /machines query parameters (to follow)."""
+    idents: Sequence[str], options: Mapping[str, Any], action: Action
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The bulk request's filter, and the same as /machines query parameters (to follow).
+
+    `--all` is said, never assumed (the server refuses an empty filter so that a forgotten
+    one never means every machine): it stands for the statuses where `action` is legal, but
+    Broken (a person set those aside; name them), unless --status names some."""
+    tags: Sequence[str] = options["tags"]
+    statuses: Sequence[str] = options["statuses"]
+    pool: str | None = options["pool"]
+    zone: str | None = options["zone"]
+    if options.get("all_machines") and not statuses:
+        statuses = [s.value for s in statuses_allowing(action) if s is not Status.BROKEN]
     flt: dict[str, Any] = {}
     query: list[tuple[str, str]] = [("tag", t) for t in tags]
     if tags:
@@ -112,7 +127,9 @@ def selection(
             flt[name] = value
             query.append((name, value))
     if not idents and not flt:
-        raise CliUsageError("name machines (IDs) or give a filter: --tag, --status, --pool, --zone")
+        raise CliUsageError(
+            "name machines (IDs), give a filter (--tag, --status, --pool, --zone) or say --all"
+        )
     return flt, query
 
 

@@ -29,6 +29,7 @@ from edgebox.cli.bulk import (
 from edgebox.cli.client import ApiClient, JsonObject, path_segment
 from edgebox.cli.context import CliContext, call_api, json_option, pass_cli
 from edgebox.cli.machines import find_machine
+from edgebox.domain.lifecycle import Action
 
 BUSY: Final = frozenset({"commissioning", "testing"})
 FAILED: Final = frozenset({"failed_commissioning", "failed_testing"})
@@ -84,8 +85,7 @@ def run_body(action: str, options: Mapping[str, Any]) -> dict[str, Any]:
 
 def _start(cli: CliContext, action: str, options: Mapping[str, Any]) -> None:
     idents: Sequence[str] = options["idents"]
-    flt, query = selection(idents, options["tags"], options["statuses"], options["pool"],
-                           options["zone"])  # fmt: skip
+    flt, query = selection(idents, options, Action(action))
     body = run_body(action, options)
     if flt:
         body["filter"] = flt

@@ -32,6 +32,7 @@ from edgebox.cli.bulk import (
 from edgebox.cli.client import ApiClient, JsonObject, path_segment
 from edgebox.cli.context import CliContext, CliUsageError, call_api, json_option, pass_cli
 from edgebox.cli.machines import find_machine
+from edgebox.domain.lifecycle import Action
 
 POLL_S: Final = 2.0
 BUSY: Final = frozenset({"queued", "writing", "booting", "power-off", "erasing"})
@@ -97,11 +98,15 @@ def follow_rollout(cli: CliContext, rollout_id: int, timeout: float | None) -> J
 
 
 def _bulk(
-    cli: CliContext, path: str, body: dict[str, Any], options: Mapping[str, Any], verb: str
+    cli: CliContext,
+    action: Action,
+    body: dict[str, Any],
+    options: Mapping[str, Any],
+    verb: str,
 ) -> None:
+    path = f"/{action.value}"
     idents: Sequence[str] = options["idents"]
-    flt, _ = selection(idents, options["tags"], options["statuses"], options["pool"],
-                       options["zone"])  # fmt: skip
+    flt, _ = selection(idents, options, action)
     if flt:
         body["filter"] = flt
     if options["comment"]:
@@ -181,7 +186,7 @@ def deploy(cli: CliContext, **options: Any) -> None:
     for name in ("hostname", "disk"):
         if options[name]:
             body[name] = options[name]
-    _bulk(cli, "/deploy", body, options, f"Deploying {options['image']} on")
+    _bulk(cli, Action.DEPLOY, body, options, f"Deploying {options['image']} on")
 
 
 @click.command("release")
@@ -190,7 +195,7 @@ def deploy(cli: CliContext, **options: Any) -> None:
 @_selecting
 def release(cli: CliContext, **options: Any) -> None:
     """Release machines (an Allocated one is just freed): erase as asked, power off, Ready."""
-    _bulk(cli, "/release", {"erase": options["erase"]}, options, "Releasing")
+    _bulk(cli, Action.RELEASE, {"erase": options["erase"]}, options, "Releasing")
 
 
 @click.command("allocate")

@@ -240,6 +240,11 @@ SYSTEM_ACTIONS: Final = frozenset(
 USER_ACTIONS: Final = frozenset(Action) - SYSTEM_ACTIONS
 
 
+def statuses_allowing(action: Action) -> list[Status]:
+    """The statuses in which `action` is legal (an unlocked machine), in table order."""
+    return [status for status, row in TRANSITIONS.items() if action in row]
+
+
 class IllegalTransition(Exception):
     """An action that the lifecycle does not allow from the machine's current state."""
 

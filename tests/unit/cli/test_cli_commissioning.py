@@ -193,7 +193,8 @@ def test_a_failed_test_exits_1_and_shows_why(run: Invoke, box: RealEdgebox) -> N
 def test_refusals_and_usage(run: Invoke, box: RealEdgebox) -> None:
     machine = box.call(box.rig.enlist())
     usage = run("commission")
-    assert usage.exit_code == 2 and "name machines (IDs) or give a filter" in usage.output
+    assert usage.exit_code == 2 and "name machines (IDs), give a filter" in usage.output
+    assert "or say --all" in usage.output
     refused = run("test", machine.system_id, "nosuch")
     assert refused.exit_code == 1
     assert "cannot test a machine that is new" in refused.output
@@ -204,6 +205,17 @@ def test_refusals_and_usage(run: Invoke, box: RealEdgebox) -> None:
     assert answer["accepted"] == 1 and answer["items"][0]["status"] == "commissioning"
     pending = run("results", machine.system_id).output
     assert "edgebox-inventory  -       pending" in pending
+
+
+def test_all_means_every_machine_the_action_applies_to(run: Invoke, box: RealEdgebox) -> None:
+    new = box.call(box.rig.enlist())
+    started = run("--json", "commission", "--all", "--tests", "")
+    assert started.exit_code == 0, started.output
+    answer = json.loads(started.output)
+    assert [i["system_id"] for i in answer["items"] if i["accepted"]] == [new.system_id]
+    # Nothing is Ready or New any more: a second --all finds nothing to commission.
+    again = run("commission", "--all")
+    assert again.exit_code == 1 and "Started commissioning of 0 machine(s)" in again.output
 
 
 def test_script_parameters_for_one_run(run: Invoke, box: RealEdgebox) -> None:
