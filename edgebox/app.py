@@ -94,7 +94,18 @@ class Listening:
         return int(self.machine_url.rsplit(":", 1)[1])
 
 
-ReadyCallback = Callable[[Listening, "str | None"], None]
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What a caller that embeds edgebox in its own process (the lab) gets once it listens:
+    where, the admin token on the very first start (else None), and the token service, to
+    issue a token for its own API calls."""
+
+    listening: Listening
+    first_admin_token: str | None
+    auth: AuthService
+
+
+ReadyCallback = Callable[[Started], None]
 
 
 class Edgebox:
@@ -309,7 +320,7 @@ class Edgebox:
                         self.db.path,
                     )
                     if on_ready is not None:
-                        on_ready(listening, token)
+                        on_ready(Started(listening, token, ctx.auth))
                     # What start-up built (modules, the app, the loaded lease table) lives as
                     # long as the process: keep it out of the cyclic GC's full collections,
                     # which otherwise walk all of it and stalled the event loop for 15-80 ms
@@ -393,19 +404,23 @@ def _bound_socket(host: str, port: int) -> socket.socket:
 
 
 async def serve(
-    settings: Settings, clock: Clock | None = None, then: ReadyCallback | None = None
+    settings: Settings,
+    clock: Clock | None = None,
+    then: ReadyCallback | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Run until SIGTERM/SIGINT; `then` is called once everything listens (the lab's VMs)."""
+    """Run until SIGTERM/SIGINT or `stop` is set; `then` is called once everything listens
+    (the lab starts its VMs then)."""
     box = await Edgebox.open(settings, clock or SystemClock())
 
-    def on_ready(listening: Listening, token: str | None) -> None:
-        if token is not None:
-            _announce_admin_token(token, listening.api_url)
+    def on_ready(started: Started) -> None:
+        if started.first_admin_token is not None:
+            _announce_admin_token(started.first_admin_token, started.listening.api_url)
         if then is not None:
-            then(listening, token)
+            then(started)
 
     try:
-        stop = asyncio.Event()
+        stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)

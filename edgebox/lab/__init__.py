@@ -25,11 +25,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgebox.app import Listening, StartupError, serve
+import aiohttp
+
+from edgebox.app import Listening, Started, StartupError, serve
 from edgebox.bootstrap.logs import setup_logging
 from edgebox.domain.settings import ConfigError, Settings, parse_settings
 from edgebox.drivers.power.base import BmcConfig, PowerError
 from edgebox.drivers.power.lab_qmp import LabQmpDriver
+from edgebox.lab.demo import run_demo
+from edgebox.lab.operator import (
+    LabApi,
+    LabApiError,
+    assign_bmcs,
+    import_images,
+    issue_lab_token,
+    login_cli,
+)
 from edgebox.lab.topology import (
     SERVER_IF,
     SERVER_IP,
@@ -39,6 +50,7 @@ from edgebox.lab.topology import (
 )
 from edgebox.lab.vm import OVMF_CODE, VmSpec, check_socket_path, qemu_argv
 from edgebox.services.boot_resources import BootResourceError, BootResources
+from edgebox.services.image_signing import KeyFileError, KeyPair, write_key_pair
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = {
@@ -73,7 +85,12 @@ def state_path(name: str, data_dir: Path) -> Path:
     return data_dir / "lab" / f"{name}.json"
 
 
-def default_data_dir() -> Path:
+def data_dir_of(args: argparse.Namespace) -> Path:
+    """--data-dir, else $EDGEBOX_LAB_DATA_DIR (scripts/run's commands share it that way),
+    else /var/lib/edgebox-lab (root) or ~/.local/share/edgebox-lab."""
+    chosen = args.data_dir or os.environ.get("EDGEBOX_LAB_DATA_DIR")
+    if chosen:
+        return Path(chosen)
     if os.geteuid() == 0:
         return Path("/var/lib/edgebox-lab")
     return Path.home() / ".local" / "share" / "edgebox-lab"
@@ -89,7 +106,9 @@ def _which(tool: str) -> str | None:
     return shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
 
 
-def lab_settings(name: str, data_dir: Path, api_port: int) -> Settings:
+def lab_settings(
+    name: str, data_dir: Path, api_port: int, trusted_keys: Sequence[Path] = ()
+) -> Settings:
     topology = Topology(name)
     iface = {"name": SERVER_IF, "netns": topology.server_ns}
     config: dict[str, Any] = {
@@ -111,50 +130,75 @@ def lab_settings(name: str, data_dir: Path, api_port: int) -> Settings:
         },
         "tftp": {"interfaces": [iface]},
         "boot": {"loaders_dir": str(REPO / "firmware-images")},
+        "images": {"trusted_keys": [str(key) for key in trusted_keys]},
     }
     return parse_settings(config, f"the lab {name}", str(data_dir))
+
+
+def signing_key(data_dir: Path) -> KeyPair:
+    """The lab's image signing key (made once): it signs the images the lab builds, and the
+    lab's edgebox trusts it."""
+    prefix = data_dir / "lab" / "signing"
+    private, public = prefix.with_suffix(".key"), prefix.with_suffix(".pub")
+    if private.exists() and public.exists():
+        return KeyPair(private, public, "")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    return write_key_pair(prefix)
+
+
+# The VMs' firmware, in turn: BIOS with QEMU's iPXE ROM; UEFI with OVMF's own PXE client (no
+# iPXE ROM: it fetches snponly.efi over TFTP, as a server with vendor firmware does); UEFI
+# with the iPXE ROM.
+FIRMWARE_CYCLE = (("bios", False), ("uefi", True), ("uefi", False))
 
 
 def vm_specs(count: int, workdir: Path) -> list[VmSpec]:
     specs = []
     for i in range(count):
-        firmware = "bios" if i % 2 == 0 else "uefi"
+        firmware, native_pxe = FIRMWARE_CYCLE[i % len(FIRMWARE_CYCLE)]
         name = f"vm{i}"
         qmp = workdir / f"{name}.qmp"
         check_socket_path(qmp)
-        specs.append(VmSpec(name, f"52:54:00:eb:1a:{i:02x}", firmware=firmware, qmp_socket=qmp))
+        specs.append(
+            VmSpec(name, f"52:54:00:eb:1a:{i:02x}", firmware=firmware, native_pxe=native_pxe,
+                   qmp_socket=qmp)
+        )  # fmt: skip
     return specs
 
 
-def up(args: argparse.Namespace) -> int:
+def prepare(args: argparse.Namespace, data_dir: Path) -> Settings:
+    """The lab's settings once its requirements are met; LabError says what is missing."""
     missing = missing_requirements()
     if missing:
-        print(f"edgebox lab: missing Debian packages: {' '.join(missing)}", file=sys.stderr)
-        print(f"install them with: apt-get install {' '.join(missing)}", file=sys.stderr)
-        return 1
-    topology = Topology(args.name)
-    if topology.exists():
-        print(
-            f"edgebox lab: lab {args.name!r} exists; remove it with: edgebox lab down "
-            f"--name {args.name}",
-            file=sys.stderr,
-        )
-        return 1
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+        raise LabError(f"missing Debian packages: {' '.join(missing)}\n"
+                       f"install them with: apt-get install {' '.join(missing)}")  # fmt: skip
+    if Topology(args.name).exists():
+        raise LabError(f"lab {args.name!r} exists; remove it with: edgebox lab down "
+                       f"--name {args.name}")  # fmt: skip
     try:
-        settings = lab_settings(args.name, data_dir, args.api_port)
-    except ConfigError as exc:
-        print(f"edgebox lab: {exc}", file=sys.stderr)
-        return 1
+        key = signing_key(data_dir)
+        settings = lab_settings(args.name, data_dir, args.api_port, [key.public_path])
+    except (ConfigError, KeyFileError) as exc:
+        raise LabError(str(exc)) from None
     setup_logging(settings.log)
     if args.ephemeral:
         try:
             resource = BootResources(settings.resources_dir).import_dir(Path(args.ephemeral))
         except (BootResourceError, OSError) as exc:
-            print(f"edgebox lab: cannot import the ephemeral environment: {exc}", file=sys.stderr)
-            return 1
+            raise LabError(f"cannot import the ephemeral environment: {exc}") from None
         print(f"edgebox lab: ephemeral environment {resource.digest[:12]} "
               f"(kernel {resource.kernel_version})", flush=True)  # fmt: skip
+    return settings
+
+
+def up(args: argparse.Namespace) -> int:
+    data_dir = data_dir_of(args)
+    try:
+        settings = prepare(args, data_dir)
+    except (LabError, OSError) as exc:
+        print(f"edgebox lab: {exc}", file=sys.stderr)
+        return 1
+    topology = Topology(args.name)
     state = LabState(args.name, str(data_dir))
     workdir = data_dir / "lab" / args.name
     workdir.mkdir(parents=True, exist_ok=True)
@@ -165,29 +209,113 @@ def up(args: argparse.Namespace) -> int:
         procs.append(_router_advertisements(topology, workdir))
         state.pids = [p.pid for p in procs]
         state.save()
-
-        def start_vms(listening: Listening, token: str | None) -> None:
-            for spec in specs:
-                proc, console = _start_vm(topology, spec, workdir)
-                procs.append(proc)
-                state.pids.append(proc.pid)
-                state.consoles[spec.name] = str(console)
-                state.qmp_sockets[spec.name] = str(spec.qmp_socket)
-            state.save()
-            print(f"edgebox lab {args.name}: API {listening.api_url}; {args.vms} VMs booting; "
-                  f"consoles in {workdir}", flush=True)  # fmt: skip
-
-        asyncio.run(serve(settings, then=start_vms))
-    except (LabError, StartupError, OSError, ValueError) as exc:
+        run = LabRun(args, settings, topology, specs, workdir, state, procs)
+        return asyncio.run(run.main())
+    except (LabError, StartupError, OSError, ValueError, LabApiError, TimeoutError) as exc:
         print(f"edgebox lab: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         _stop(procs)
         topology.delete()
         state.path().unlink(missing_ok=True)
-    return 0
+
+
+@dataclass
+class LabRun:
+    """One `lab up`: edgebox served in this process, the VMs, and the lab's own API work."""
+
+    args: argparse.Namespace
+    settings: Settings
+    topology: Topology
+    specs: list[VmSpec]
+    workdir: Path
+    state: LabState
+    procs: list[subprocess.Popen[bytes]]
+    assigned: dict[str, str] = field(default_factory=dict)  # VM name -> system_id
+
+    async def main(self) -> int:
+        """Serve until a signal (or the demo's end); the lab's work runs beside it."""
+        stop, ready = asyncio.Event(), asyncio.Event()
+        started: list[Started] = []
+        started_at = time.time()
+
+        def on_ready(what: Started) -> None:
+            started.append(what)
+            ready.set()
+
+        async def until_ready() -> None:
+            await ready.wait()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                server = group.create_task(serve(self.settings, then=on_ready, stop=stop))
+                waiter = group.create_task(until_ready())
+                await asyncio.wait([server, waiter], return_when=asyncio.FIRST_COMPLETED)
+                if not started:
+                    return 1  # serve ended before it listened; the TaskGroup raises why
+                work = group.create_task(self._work(started[0], stop, started_at))
+
+                async def cancel_work_on_stop() -> None:
+                    await stop.wait()  # Ctrl-C: the lab's calls end before the API goes
+                    work.cancel()
+
+                group.create_task(cancel_work_on_stop())
+                await server
+                if work.done() and not work.cancelled():
+                    return work.result()
+                work.cancel()
+                return 0
+        except ExceptionGroup as group_error:
+            raise group_error.exceptions[0] from None
+
+    async def _work(self, started: Started, stop: asyncio.Event, started_at: float) -> int:
+        """The lab's side; a failure is said and stops the lab, as the demo's end does."""
+        outcome = 1
+        try:
+            outcome = await self._operate(started, started_at)
+        except* (LabApiError, TimeoutError, OSError, aiohttp.ClientError) as failed:
+            print(f"edgebox lab: {failed.exceptions[0]}", file=sys.stderr, flush=True)
+        finally:
+            stop.set()
+        return outcome
+
+    async def _operate(self, started: Started, started_at: float) -> int:
+        """Start the VMs, then do as an operator would; with --demo, the whole lifecycle."""
+        self._start_vms(started.listening)
+        token = await issue_lab_token(started.auth)
+        async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as group:
+            api = LabApi(session, started.listening.api_url, token)
+            bmcs = group.create_task(assign_bmcs(api, self.specs, self.assigned))
+            await import_images(api, [Path(d) for d in self.args.image])
+            said = await asyncio.to_thread(login_cli, api.url, token, dict(os.environ))
+            print(f"edgebox lab: {said}", flush=True)
+            if not self.args.demo:
+                print(NEXT_STEPS, flush=True)
+                await asyncio.Event().wait()  # until the lab is stopped
+            outcome = await run_demo(api, self.specs, self.assigned, os.environ, started_at)
+            bmcs.cancel()
+        return outcome
+
+    def _start_vms(self, listening: Listening) -> None:
+        for spec in self.specs:
+            proc, console = _start_vm(self.topology, spec, self.workdir)
+            self.procs.append(proc)
+            self.state.pids.append(proc.pid)
+            self.state.consoles[spec.name] = str(console)
+            self.state.qmp_sockets[spec.name] = str(spec.qmp_socket)
+        self.state.save()
+        print(f"edgebox lab {self.args.name}: API {listening.api_url}; {len(self.specs)} VMs "
+              f"booting; consoles in {self.workdir}", flush=True)  # fmt: skip
+
+
+NEXT_STEPS = """edgebox lab: the VMs enlist by themselves. Then, in another terminal:
+    edgebox machines list
+    edgebox commission --all --wait
+    edgebox deploy --all --image tiny --wait
+    edgebox release --all --erase quick --wait
+(Ctrl-C here stops the lab.)"""
 
 
 def _router_advertisements(topology: Topology, workdir: Path) -> subprocess.Popen[bytes]:
@@ -230,7 +358,7 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 def down(args: argparse.Namespace) -> int:
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    data_dir = data_dir_of(args)
     topology = Topology(args.name)
     path = state_path(args.name, data_dir)
     pids: list[int] = []
@@ -250,7 +378,7 @@ def down(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    data_dir = data_dir_of(args)
     topology = Topology(args.name)
     path = state_path(args.name, data_dir)
     if not topology.exists() and not path.exists():
@@ -280,18 +408,54 @@ async def _power_state(socket: str) -> str:
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="edgebox lab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", default="lab", help="lab name (default: lab)")
-    parser.add_argument("--data-dir", help="where the lab's edgebox keeps its data")
+    parser.add_argument(
+        "--data-dir",
+        help="where the lab's edgebox keeps its data (default: $EDGEBOX_LAB_DATA_DIR, else "
+        "/var/lib/edgebox-lab)",
+    )
+    # The same two after the command too (`scripts/run --name x` passes them to `up`).
+    either = argparse.ArgumentParser(add_help=False)
+    either.add_argument("--name", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    either.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
-    start = commands.add_parser("up", help="build the lab, run edgebox and the VMs")
+    start = commands.add_parser(
+        "up", parents=[either], help="build the lab, run edgebox and the VMs"
+    )
     start.add_argument("--vms", type=int, default=3, help="how many VMs (default 3)")
     start.add_argument("--api-port", type=int, default=5240, help="API port on 127.0.0.1")
     start.add_argument(
         "--ephemeral", metavar="DIR", help="import this build of packaging/ephemeral/build first"
     )
-    commands.add_parser("down", help="remove a lab left behind")
-    commands.add_parser("status", help="show a lab")
+    start.add_argument(
+        "--image",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="import this signed image (scripts/build-image, signed with `edgebox lab key`)",
+    )
+    start.add_argument(
+        "--demo",
+        action="store_true",
+        help="commission, deploy (image tiny) and release every VM, print the timelines, stop",
+    )
+    commands.add_parser("down", parents=[either], help="remove a lab left behind")
+    commands.add_parser("status", parents=[either], help="show a lab")
+    commands.add_parser(
+        "key", parents=[either], help="print the lab's image signing key's path (made once)"
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("edgebox lab: needs root (it creates network namespaces)", file=sys.stderr)
         return 1
-    return {"up": up, "down": down, "status": status}[args.command](args)
+    return {"up": up, "down": down, "status": status, "key": key}[args.command](args)
+
+
+def key(args: argparse.Namespace) -> int:
+    """The private key's path, for scripts/build-image --key; the lab trusts its public half."""
+    data_dir = data_dir_of(args)
+    try:
+        print(signing_key(data_dir).private_path)
+    except (KeyFileError, OSError) as exc:
+        print(f"edgebox lab: {exc}", file=sys.stderr)
+        return 1
+    return 0

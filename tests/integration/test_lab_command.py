@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -34,6 +35,8 @@ def test_lab_up_boots_vms_and_cleans_up(tmp_path: Path) -> None:
             [sys.executable, "-m", "edgebox", "lab", "--name", name, "--data-dir",
              str(tmp_path / "data"), "up", "--vms", "2", "--api-port", str(port)],
             stdout=out, stderr=subprocess.STDOUT,
+            # The lab logs the CLI in to itself: in this test's config home, not root's.
+            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")},
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
