@@ -133,3 +133,32 @@ def test_the_disk_boots_on_both_firmwares(
     assert "EDGEBOX-DEPLOYED-OK" not in text
     if firmware == "bios":
         assert "SYSLINUX" in text
+
+
+def test_a_second_build_with_the_same_inputs_is_the_cached_one(
+    tiny: tuple[Path, Path], tmp_path: Path
+) -> None:
+    built, public = tiny
+    key = public.with_suffix(".key")
+    out = tmp_path / "out"  # a copy: the other tests keep the module's image as it was
+    shutil.copytree(built, out)
+    before = (out / "disk.raw.zst").stat().st_mtime_ns
+
+    def build(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ROOT / "scripts" / "build-image"), "--tiny", "--key", str(key),
+             "--out", str(out), *extra],
+            capture_output=True, text=True, timeout=900, check=False,
+        )  # fmt: skip
+
+    again = build()
+    assert again.returncode == 0, again.stderr
+    assert "up to date" in again.stderr and Path(again.stdout.split()[-1]) == out
+    assert (out / "disk.raw.zst").stat().st_mtime_ns == before
+    # Another name is another image: built anew, and its manifest says so.
+    renamed = build("--name", "tiny")
+    assert renamed.returncode == 0, renamed.stderr
+    assert "up to date" not in renamed.stderr
+    assert parse_envelope((out / "manifest.json").read_bytes()).manifest.name == "tiny"
+    refused = build("--name", "no spaces")
+    assert refused.returncode != 0 and "--name: letters, digits" in refused.stderr
