@@ -32,6 +32,7 @@ from edgebox.api.server import build_api_app
 from edgebox.bootstrap.config_file import load_settings
 from edgebox.bootstrap.logs import setup_logging
 from edgebox.domain.hardware_bundle import parse_bundle
+from edgebox.domain.models import Machine
 from edgebox.domain.settings import ConfigError, ListenSettings, Settings
 from edgebox.net.dhcp_listener import DhcpListener
 from edgebox.net.machine_http import build_machine_app
@@ -168,11 +169,8 @@ class Edgebox:
         ctx = await self._commissioning(ctx)
         ctx = await self._deploy(ctx)
         token = await auth.bootstrap_admin() if self.settings.auth.bootstrap_admin else None
-        self.boot = self._boot(events)
-        if ctx.dhcp is not None:
-            self.boot.mac_for_ip = ctx.dhcp.mac_for_ip
-        if self.deploy is not None:
-            self.boot.boots_locally = self.deploy.deploys.boots_locally
+        assert self.deploy is not None
+        self.boot = self._boot(events, ctx.dhcp, self.deploy.deploys.boots_locally)
         return ctx, token
 
     def _tftp(self, machine_port: int) -> TftpListener | None:
@@ -246,7 +244,12 @@ class Edgebox:
         await self.deploy.deploys.load()
         return dataclasses.replace(ctx, deploy=self.deploy)
 
-    def _boot(self, events: EventService) -> BootService:
+    def _boot(
+        self,
+        events: EventService,
+        leases: DhcpService | None,
+        boots_locally: Callable[[Machine], bool],
+    ) -> BootService:
         loaders = check_loaders(self.settings.loaders_dir)
         serving = bool(self.settings.dhcp.interfaces)
         for message in loaders.messages:
@@ -258,6 +261,8 @@ class Edgebox:
             clock=self.clock,
             resources=BootResources(self.settings.resources_dir),
             loaders=loaders,
+            leases=leases,
+            boots_locally=boots_locally,
         )
 
     async def _dhcp(self, machines: MachineService, events: EventService) -> DhcpService | None:

@@ -51,6 +51,7 @@ from edgebox.lab.topology import (
 from edgebox.lab.vm import OVMF_CODE, VmSpec, check_socket_path, qemu_argv
 from edgebox.services.boot_resources import BootResourceError, BootResources
 from edgebox.services.image_signing import KeyFileError, KeyPair, write_key_pair
+from edgebox.services.loaders import check_loaders
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = {
@@ -172,6 +173,9 @@ def prepare(args: argparse.Namespace, data_dir: Path) -> Settings:
     if missing:
         raise LabError(f"missing Debian packages: {' '.join(missing)}\n"
                        f"install them with: apt-get install {' '.join(missing)}")  # fmt: skip
+    loaders = check_loaders(REPO / "firmware-images")
+    if loaders.missing or loaders.altered:  # the UEFI VMs with the firmware's own PXE need them
+        raise LabError("; ".join(loaders.messages))
     if Topology(args.name).exists():
         raise LabError(f"lab {args.name!r} exists; remove it with: edgebox lab down "
                        f"--name {args.name}")  # fmt: skip

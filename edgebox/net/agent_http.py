@@ -53,12 +53,12 @@ def guarded(boot: BootService, call: Call, conflicts: tuple[type[Exception], ...
     async def handler(request: web.Request) -> web.StreamResponse:
         token = bearer_token(request)
         try:
-            caller = await boot.authenticate(token or None)
+            caller = await boot.authenticate(token or None, request.remote or "")
             return await call(request, caller, token)
         except AgentAuthError as exc:
             log.warning("agent refused remote=%s path=%s reason=%s", request.remote,
                         request.path, exc)  # fmt: skip
-            raise agent_error(403 if "not " in str(exc) else 401, str(exc)) from None
+            raise agent_error(exc.status, str(exc)) from None
         except AgentInputError as exc:
             raise agent_error(400, str(exc)) from None
         except NotFound as exc:

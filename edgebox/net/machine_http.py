@@ -57,8 +57,20 @@ async def ipxe_script(request: web.Request) -> web.Response:
     page = await request.app[MACHINES].query(MachineFilter(mac=mac), 1)
     machine = page.items[0] if page.items else None
     base = f"{request.scheme}://{request.host}"
-    script = await boot.script(mac, base, machine)
+    script = await boot.script(mac, base, machine, request.remote or "")
     return web.Response(text=script, content_type="text/plain")
+
+
+async def boot_token(request: web.Request) -> web.Response:
+    """The agent's token as an initrd: once, to the address its script went to; anyone else
+    (or a second fetch) gets a 404 that says nothing about whether it existed."""
+    boot = _boot(request)
+    archive = boot.token_cpio(request.match_info["claim"], request.remote or "")
+    if archive is None:
+        log.warning("boot token fetch refused remote=%s", request.remote)
+        raise web.HTTPNotFound(text="no such boot token\n")
+    return web.Response(body=archive, content_type="application/octet-stream",
+                        headers={"Cache-Control": "no-store"})  # fmt: skip
 
 
 async def boot_resource(request: web.Request) -> web.StreamResponse:
@@ -96,7 +108,7 @@ async def agent_call(request: web.Request) -> web.Response:
     boot = _boot(request)
     token = bearer_token(request)
     try:
-        call = await boot.authenticate(token or None)
+        call = await boot.authenticate(token or None, request.remote or "")
         body = await json_body(request)
         scripts = request.app.get(SCRIPT_AGENT)
         if request.match_info["call"] == "heartbeat" and scripts and scripts.serves(call):
@@ -109,7 +121,7 @@ async def agent_call(request: web.Request) -> web.Response:
         answer = await handler(call, body)
     except AgentAuthError as exc:
         log.warning("agent refused remote=%s reason=%s", request.remote, exc)
-        raise agent_error(403 if "not " in str(exc) else 401, str(exc)) from None
+        raise agent_error(exc.status, str(exc)) from None
     except AgentInputError as exc:
         raise agent_error(400, str(exc)) from None
     return web.json_response(answer)
@@ -132,6 +144,7 @@ def build_machine_app(
             add_deploy_routes(app, boot, deploys)
     app.router.add_get("/health", health)
     app.router.add_get("/boot/ipxe", ipxe_script)
+    app.router.add_get("/boot/token/{claim:[A-Za-z0-9_-]{1,64}}", boot_token)
     app.router.add_get(
         "/boot-resources/{digest:[0-9a-f]{64}}/{name:vmlinuz|initrd.gz}", boot_resource
     )

@@ -19,18 +19,20 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from edgebox.domain.boot_window import Claim
 from edgebox.domain.enlistment import InventoryError, identity_of
 from edgebox.domain.identifiers import hostname_for, new_system_id
 from edgebox.domain.lifecycle import Status
-from edgebox.domain.models import Machine, NewEvent, NewMachine
+from edgebox.domain.models import EventLevel, Machine, NewEvent, NewMachine
 from edgebox.domain.settings import BootSettings
 from edgebox.services.boot_resources import BootResources
 from edgebox.services.clock import Clock
 from edgebox.services.event_service import EventService
 from edgebox.services.loaders import LoaderCheck
-from edgebox.storage.boot_store import BootStore, BootToken
+from edgebox.storage.boot_store import BootStore, BootToken, Enlisted, EnlistRefused, TokenGrant
+from edgebox.wire.cpio_newc import CpioEntry, encode_newc
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +47,18 @@ PURPOSE_OF: Mapping[Status, str] = {
 LOCAL_BOOT = frozenset({Status.DEPLOYED})
 POWER_OFF_AFTER = frozenset({"enlist", "poweroff"})
 NOTED_LIMIT = 4096
+TOKEN_INITRD = "token.cpio"  # noqa: S105 (a file name) - the token's own initrd: /etc/edgebox/token in the ramdisk
+PENDING_TOKEN_TTL = 300.0  # seconds from the script to the fetch of the token's initrd
 CACHED_CALLS_LIMIT = 50_000  # authenticated agent calls remembered (a few MB)
 
 
 class AgentAuthError(Exception):
-    """The agent's token is missing, unknown, expired, or not for this machine."""
+    """The agent's token is missing, unknown or expired (401), or valid but not for what it
+    was used for (403: another MAC, another address, another purpose)."""
+
+    def __init__(self, message: str, *, forbidden: bool = False) -> None:
+        super().__init__(message)
+        self.status = 403 if forbidden else 401
 
 
 class AgentInputError(ValueError):
@@ -62,6 +71,29 @@ class AgentCall:
     system_id: str | None
 
 
+class LeaseLookup(Protocol):
+    """What the DHCP server knows of addresses (nothing, when DHCP is off: `NoLeases`)."""
+
+    def mac_for_ip(self, ip: str) -> str | None: ...
+
+    def ips_of_mac(self, mac: str) -> frozenset[str]: ...
+
+
+class NoLeases:
+    def mac_for_ip(self, ip: str) -> str | None:
+        return None
+
+    def ips_of_mac(self, mac: str) -> frozenset[str]:
+        return frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingToken:
+    token: str
+    source: str
+    expires_at: float
+
+
 class BootService:
     def __init__(
         self,
@@ -72,6 +104,8 @@ class BootService:
         clock: Clock,
         resources: BootResources,
         loaders: LoaderCheck,
+        leases: LeaseLookup | None = None,
+        boots_locally: Callable[[Machine], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -79,22 +113,30 @@ class BootService:
         self._clock = clock
         self.resources = resources
         self.loaders = loaders
-        self.mac_for_ip: Callable[[str], str | None] = lambda ip: None
+        self._leases = leases or NoLeases()
         # A Deploying machine whose image is written boots its disk (the deploy service knows).
-        self.boots_locally: Callable[[Machine], bool] = lambda machine: False
+        self._boots_locally = boots_locally or (lambda machine: False)
         self._noted: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue(NOTED_LIMIT)
         # Every agent call is authenticated; at commissioning scale (a dozen calls a script,
         # a thousand machines) the two reads that takes were most of the database's reads.
         # Tokens are issued only here, so this process knows when one is superseded.
         self._calls: dict[str, AgentCall] = {}  # token hash -> the call's identity
         self._hash_of_mac: dict[str, str] = {}
+        # Tokens on their way to the machine: fetched once, by the address that claimed them.
+        self._pending: dict[str, _PendingToken] = {}
+
+    def mac_for_ip(self, ip: str) -> str | None:
+        return self._leases.mac_for_ip(ip)
 
     # The iPXE script
 
-    async def script(self, mac: str, base_url: str, machine: Machine | None) -> str:
+    async def script(self, mac: str, base_url: str, machine: Machine | None, source: str) -> str:
+        """The script for `mac`, asked from `source`. A token goes out only as the boot window
+        rule allows (domain/boot_window.py); it travels in an initrd of its own, fetched once
+        (`token_cpio`), never on the kernel command line that consoles and logs show."""
         status = machine.status if machine is not None else None
         name = machine.hostname if machine is not None else mac
-        if status in LOCAL_BOOT or (machine is not None and self.boots_locally(machine)):
+        if status in LOCAL_BOOT or (machine is not None and self._boots_locally(machine)):
             await self._step(mac, "script", "local disk", machine)
             return _local_boot_script(name)
         purpose = PURPOSE_OF.get(status, "poweroff") if status is not None else "enlist"
@@ -106,19 +148,27 @@ class BootService:
                          "run: edgebox boot-resources import DIR", data={"mac": mac})
             )  # fmt: skip
             return _failure_script("no ephemeral environment imported on this edgebox")
-        token = "ebb_" + secrets.token_urlsafe(24)
-        self._forget_token_of(mac)
-        await self._store.issue_token(
-            _hash(token), mac, machine.id if machine else None, purpose, self._settings.token_ttl
-        )
-        self._forget_token_of(mac)  # a call that raced the issue may have cached the old one
+        token: str | None = None
+        if purpose != "poweroff":
+            token = await self._grant(mac, machine, purpose, source)
+            if token is None:
+                return _failure_script(f"no boot token for {mac} now (see the event log)")
         await self._step(mac, "script", purpose, machine)
         files = f"{base_url}/boot-resources/{resource.digest}"
+        initrds = ["initrd.gz"]
+        fetch_token = ""
+        if token is not None:
+            claim_id = secrets.token_urlsafe(18)
+            self._pending[claim_id] = _PendingToken(
+                token, source, self._clock.now() + PENDING_TOKEN_TTL
+            )
+            initrds.append(TOKEN_INITRD)
+            fetch_token = f"initrd --name {TOKEN_INITRD} {base_url}/boot/token/{claim_id}\n"
         params = " ".join(
             [
+                *(f"initrd={initrd}" for initrd in initrds),
                 self._settings.kernel_params,
                 f"edgebox.url={base_url}",
-                f"edgebox.token={token}",
                 f"edgebox.purpose={purpose}",
                 f"edgebox.mac={mac}",
                 f"BOOTIF=01-{mac.replace(':', '-')}",
@@ -127,14 +177,68 @@ class BootService:
         return (
             "#!ipxe\n"
             f"echo edgebox: {name} ({status.value if status else 'unknown'}): {purpose}\n"
-            f"kernel {files}/vmlinuz?mac={mac} initrd=initrd.gz {params}\n"
+            f"kernel {files}/vmlinuz?mac={mac} {params}\n"
             f"initrd --name initrd.gz {files}/initrd.gz?mac={mac}\n"
+            f"{fetch_token}"
             "boot\n"
         )
 
+    async def _grant(
+        self, mac: str, machine: Machine | None, purpose: str, source: str
+    ) -> str | None:
+        """A fresh token for this boot, if the window rule allows; else None (and an event)."""
+        token = "ebb_" + secrets.token_urlsafe(24)
+        grant = TokenGrant(_hash(token), mac, purpose, self._settings.token_ttl, source)
+        self._forget_token_of(mac)
+        if machine is None:
+            if not await self._store.issue_unknown_token(grant):
+                return None  # the MAC became known meanwhile: its window rules apply next boot
+        else:
+            claim = await self._store.claim(machine.id, grant, self._leases.ips_of_mac(mac))
+            if claim is None:  # the status changed meanwhile: no window now
+                return None
+            if not claim.granted:
+                await self._refused(mac, machine, claim)
+                return None
+        self._forget_token_of(mac)  # a call that raced the issue may have cached the old one
+        return token
+
+    async def _refused(self, mac: str, machine: Machine, claim: Claim) -> None:
+        message = claim.refusal(mac)
+        log.error("boot window refused mac=%s system_id=%s source=%s holder=%s",
+                  mac, machine.system_id, claim.source, claim.holder)  # fmt: skip
+        await self._events.append(
+            NewEvent(
+                "boot.refused",
+                f"{machine.hostname}: {message}",
+                machine=machine.system_id,
+                level=EventLevel.ERROR,
+                data={
+                    "mac": mac,
+                    "source": claim.source,
+                    "holder": claim.holder,
+                    "reason": claim.outcome.value,
+                },
+            )
+        )
+
+    def token_cpio(self, claim_id: str, source: str) -> bytes | None:
+        """The token's initrd, once, for the address that claimed it (None: nothing to give)."""
+        now = self._clock.now()
+        for key in [k for k, p in self._pending.items() if p.expires_at <= now]:
+            del self._pending[key]
+        pending = self._pending.get(claim_id)
+        if pending is None or pending.source != source:
+            return None
+        del self._pending[claim_id]
+        return encode_newc(
+            [CpioEntry("etc", None), CpioEntry("etc/edgebox", None),
+             CpioEntry("etc/edgebox/token", pending.token.encode() + b"\n", mode=0o600)]
+        )  # fmt: skip
+
     # The agent's API
 
-    async def authenticate(self, token: str | None) -> AgentCall:
+    async def authenticate(self, token: str | None, source: str = "") -> AgentCall:
         if not token:
             raise AgentAuthError("the agent API needs 'Authorization: Bearer <boot token>'")
         key = _hash(token)
@@ -148,6 +252,12 @@ class BootService:
                 self._remember(key, call)
         if call.token.expires_at <= self._clock.now():
             raise AgentAuthError("the boot token has expired; boot the machine again")
+        if call.token.source and source != call.token.source:
+            raise AgentAuthError(
+                f"this boot token was handed to {call.token.source}; it is not valid from "
+                f"{source or 'an unknown address'}",
+                forbidden=True,
+            )
         return call
 
     def _remember(self, key: str, call: AgentCall) -> None:
@@ -166,7 +276,9 @@ class BootService:
     async def enlist(self, call: AgentCall, body: Mapping[str, Any]) -> dict[str, Any]:
         boot_mac = str(body.get("boot_mac") or call.token.mac).lower()
         if boot_mac != call.token.mac:
-            raise AgentAuthError(f"this boot token is for {call.token.mac}, not {boot_mac}")
+            raise AgentAuthError(
+                f"this boot token is for {call.token.mac}, not {boot_mac}", forbidden=True
+            )
         inventory = body.get("inventory")
         if not isinstance(inventory, dict):
             raise AgentInputError("inventory: expected an object")
@@ -181,24 +293,12 @@ class BootService:
                 system_id, hostname_for(system_id), interfaces=(), arch="amd64/generic"
             )
 
-        def events(machine: Machine, created: bool, matched_by: str) -> list[NewEvent]:
-            how = "enlisted (new)" if created else f"re-enlisted (matched by {matched_by})"
-            return [
-                NewEvent(
-                    "machine.created" if created else "machine.enlisted",
-                    f"machine {machine.hostname} {how} from {boot_mac}",
-                    machine=machine.system_id,
-                    data={
-                        "mac": boot_mac,
-                        "enlisted": True,
-                        "matched_by": matched_by,
-                        "user": "agent",
-                        "macs": list(identity.macs),
-                    },
-                )
-            ]
-
-        enlisted = await self._store.enlist(identity, inventory, new_machine, events)
+        try:
+            enlisted = await self._store.enlist(
+                call.token.machine_id, identity, inventory, new_machine, _enlist_events
+            )
+        except EnlistRefused as exc:
+            raise AgentAuthError(str(exc), forbidden=True) from None
         await self._step(boot_mac, "agent", "enlisted", enlisted.machine)
         return {"system_id": enlisted.machine.system_id, "status": enlisted.machine.status.value}
 
@@ -256,6 +356,49 @@ class BootService:
                 data={"mac": mac, "step": step, "detail": detail},
             )
         )
+
+
+def _enlist_events(enlisted: Enlisted) -> list[NewEvent]:
+    machine, mac = (
+        enlisted.machine,
+        next((i.mac for i in enlisted.machine.interfaces if i.boot), ""),
+    )
+    how = "enlisted (new)" if enlisted.created else "re-enlisted (inventory updated)"
+    data: dict[str, Any] = {"mac": mac, "enlisted": True, "user": "agent"}
+    if enlisted.foreign_macs:
+        data["foreign_macs"] = list(enlisted.foreign_macs)
+    events = [
+        NewEvent(
+            "machine.created" if enlisted.created else "machine.enlisted",
+            f"machine {machine.hostname} {how} from {mac}",
+            machine=machine.system_id,
+            data=data,
+        )
+    ]
+    if enlisted.foreign_macs:
+        events.append(
+            NewEvent(
+                "machine.foreign_nics",
+                f"machine {machine.hostname}'s agent listed NICs of other machines "
+                f"({', '.join(enlisted.foreign_macs)}); they were left where they are",
+                machine=machine.system_id,
+                level=EventLevel.WARNING,
+                data={"macs": list(enlisted.foreign_macs)},
+            )
+        )
+    if enlisted.duplicate_of:
+        events.append(
+            NewEvent(
+                "machine.possible_duplicate",
+                f"machine {machine.hostname} has the {enlisted.duplicate_by} of machine "
+                f"{enlisted.duplicate_of}: the same server with another NIC, or a copied "
+                "identity; not merged — an admin decides",
+                machine=machine.system_id,
+                level=EventLevel.WARNING,
+                data={"duplicate_of": enlisted.duplicate_of, "by": enlisted.duplicate_by},
+            )
+        )
+    return events
 
 
 def _hash(token: str) -> str:

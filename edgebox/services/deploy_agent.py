@@ -59,7 +59,8 @@ class DeployAgent:
         if machine_id is None or call.token.purpose != PURPOSE_OF_KIND[kind]:
             raise AgentAuthError(
                 f"this boot token (purpose {call.token.purpose}) is not for "
-                f"{PURPOSE_OF_KIND[kind]} of a known machine"
+                f"{PURPOSE_OF_KIND[kind]} of a known machine",
+                forbidden=True,
             )
         self._tracker.touch(machine_id)
         active = self._tracker.of_machine(machine_id)

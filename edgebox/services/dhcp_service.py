@@ -352,6 +352,13 @@ class DhcpService:
         lease = self._table.get(ip_from_text(ip))
         return lease.mac if lease is not None and lease.active(self._clock.now()) else None
 
+    def ips_of_mac(self, mac: str) -> frozenset[str]:
+        """The addresses `mac` holds now (the boot window rule: the agent must come from one)."""
+        now = self._clock.now()
+        return frozenset(
+            format_ipv4(lease.ip) for lease in self._table.leases_of(mac) if lease.active(now)
+        )
+
     def now(self) -> float:
         return self._clock.now()
 

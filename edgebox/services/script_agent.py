@@ -221,7 +221,8 @@ class ScriptAgent:
         if call.token.machine_id is None or not self.serves(call):
             raise AgentAuthError(
                 f"this boot token (purpose {call.token.purpose}) is not for commissioning or "
-                "testing a known machine"
+                "testing a known machine",
+                forbidden=True,
             )
         return call.token.machine_id
 

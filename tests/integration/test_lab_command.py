@@ -18,6 +18,7 @@ from tests.integration.daemon import free_port
 from tests.lab import skip_unless_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _namespaces() -> set[str]:
@@ -27,6 +28,10 @@ def _namespaces() -> set[str]:
 
 def test_lab_up_boots_vms_and_cleans_up(tmp_path: Path) -> None:
     skip_unless_lab("qemu-system-x86_64", "dnsmasq", "ethtool")
+    # As scripts/run does first: vm1 boots with UEFI's own PXE, which needs snponly.efi.
+    fetched = subprocess.run([str(ROOT / "scripts" / "fetch-loaders")], capture_output=True,
+                             text=True, timeout=300, check=False)  # fmt: skip
+    assert fetched.returncode == 0, fetched.stderr
     name = f"t{int(time.time()) % 100000}"
     port = free_port()
     log = tmp_path / "lab.out"

@@ -87,3 +87,16 @@ async def test_a_timeline_is_the_statuses_from_the_event_log() -> None:
     text = render_timeline(VmSpec("vm1", "m", firmware="uefi", native_pxe=True), "abc", steps)
     assert text.splitlines()[0] == "vm1 (uefi, native PXE) abc:"
     assert text.splitlines()[-1].split() == ["30.0s", "ready"]
+
+
+def test_the_lab_refuses_to_start_without_the_loaders(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A UEFI VM with the firmware's own PXE needs snponly.efi: say how to get it, up front."""
+    import edgebox.lab as lab  # noqa: PLC0415
+
+    monkeypatch.setattr(lab, "REPO", tmp_path)
+    monkeypatch.setattr(lab, "missing_requirements", list)
+    args = argparse.Namespace(name="t", api_port=0, ephemeral=None)
+    with pytest.raises(lab.LabError, match=r"run: scripts/fetch-loaders .*firmware-images"):
+        lab.prepare(args, tmp_path / "data")

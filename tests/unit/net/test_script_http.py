@@ -23,6 +23,7 @@ from edgebox.services.commissioning_service import RunRequest
 from edgebox.services.loaders import check_loaders
 from edgebox.storage.boot_store import BootStore
 from edgebox.storage.database import Database
+from tests.boot_tokens import fetch_token
 from tests.conftest import FakeClock
 from tests.unit.services.commissioning_rig import ENLIST_INVENTORY, MAC, Rig, bundle, make_rig
 
@@ -49,9 +50,7 @@ class Machine:
         """Network-boot: fetch the iPXE script, keep its token, enlist as the agent does."""
         resp = await self.client.get(f"/boot/ipxe?mac={self.mac}")
         script = await resp.text()
-        self.token = next(
-            w.split("=", 1)[1] for w in script.split() if w.startswith("edgebox.token=")
-        )
+        self.token = await fetch_token(self.client, script)
         purpose = next(w.split("=", 1)[1] for w in script.split() if "edgebox.purpose=" in w)
         status, _ = await self.post("/machine/v1/enlist", json={"inventory": ENLIST_INVENTORY})
         assert status == 200

@@ -12,7 +12,7 @@ from edgebox.domain.commissioning_settings import CommissioningSettings
 from edgebox.domain.enlistment import identity_of
 from edgebox.domain.hardware_bundle import parse_bundle
 from edgebox.domain.identifiers import hostname_for, new_system_id
-from edgebox.domain.models import Machine, NewEvent, NewMachine
+from edgebox.domain.models import Machine, NewMachine
 from edgebox.services.boot_service import AgentCall
 from edgebox.services.commissioning_service import CommissioningService
 from edgebox.services.commissioning_watchdog import CommissioningWatchdog
@@ -115,10 +115,12 @@ class Rig:
             system_id = new_system_id()
             return NewMachine(system_id, hostname_for(system_id), interfaces=())
 
-        def events(machine: Machine, created: bool, matched_by: str) -> list[NewEvent]:
-            return []
-
-        enlisted = await self.boot_store.enlist(identity, inventory, new_machine, events)
+        # As the agent's token would say: the machine that has the MAC, if any (a boot window
+        # of a known machine), else none (a new machine).
+        row = await self.db.fetchone("SELECT machine_id FROM interfaces WHERE mac = ?", (mac,))
+        enlisted = await self.boot_store.enlist(
+            row[0] if row else None, identity, inventory, new_machine, lambda _: []
+        )
         return enlisted.machine
 
     async def set_status(self, system_id: str, status: str) -> None:

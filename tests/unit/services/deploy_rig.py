@@ -39,6 +39,7 @@ from edgebox.storage.event_store import EventStore
 from edgebox.storage.image_store import ImageRecord, ImageState
 from edgebox.storage.machine_store import MachineStore
 from edgebox.storage.writer import Tx
+from tests.boot_tokens import fetch_token
 from tests.conftest import FakeClock
 from tests.unit.services.image_fixtures import BuiltImage, build_image, make_service, running
 
@@ -184,7 +185,7 @@ class SimAgent:
             self.purpose = "local"
             return "local"
         words = script.split()
-        self.token = next(w.split("=", 1)[1] for w in words if w.startswith("edgebox.token="))
+        self.token = await fetch_token(self.client, script)
         self.purpose = next(w.split("=", 1)[1] for w in words if w.startswith("edgebox.purpose="))
         return self.purpose
 
@@ -272,8 +273,8 @@ async def deploy_rig(
     boot = BootService(
         BootSettings(token_ttl=600), store=BootStore(db), events=events, clock=clock,
         resources=resources, loaders=check_loaders(tmp_path / "no-loaders"),
+        boots_locally=parts.deploys.boots_locally,
     )  # fmt: skip
-    boot.boots_locally = parts.deploys.boots_locally
     app = build_machine_app(boot, machines, images=images, deploys=parts.agent)
     client = TestClient(TestServer(app))
     await client.start_server()

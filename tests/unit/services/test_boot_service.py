@@ -28,6 +28,7 @@ from edgebox.storage.boot_store import BootStore
 from edgebox.storage.database import Database
 from edgebox.storage.event_store import EventStore
 from edgebox.storage.machine_store import MachineStore
+from tests.boot_tokens import fetch_token
 from tests.conftest import FakeClock
 
 MAC = "52:54:00:00:00:0a"
@@ -57,14 +58,14 @@ class Rig:
         assert resp.status == 200
         return await resp.text()
 
+    async def token(self, mac: str = MAC) -> str:
+        """Boot: the script, then the token's own initrd, as iPXE fetches them."""
+        return await fetch_token(self.client, await self.script(mac))
+
     async def agent(self, call: str, token: str | None, body: Any) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         resp = await self.client.post(f"/machine/v1/{call}", json=body, headers=headers)
         return resp.status, await resp.json()
-
-
-def token_of(script: str) -> str:
-    return next(w.split("=", 1)[1] for w in script.split() if w.startswith("edgebox.token="))
 
 
 def inventory(mac: str = MAC, uuid: str = "", serial: str = "") -> dict[str, Any]:
@@ -112,7 +113,7 @@ async def test_an_unknown_mac_enlists(rig: Rig) -> None:
 
 
 async def test_enlist_creates_then_matches(rig: Rig) -> None:
-    token = token_of(await rig.script())
+    token = await rig.token()
     status, body = await rig.agent("enlist", token, {"boot_mac": MAC, "inventory": inventory()})
     assert status == 200 and body["status"] == "new"
     page = await rig.machines.query(MachineFilter(mac=MAC), 5)
@@ -121,54 +122,69 @@ async def test_enlist_creates_then_matches(rig: Rig) -> None:
     assert page.items[0].hardware == summary_of(inventory())
     assert page.items[0].hardware.cores == 2 and page.items[0].hardware.memory_mib == 512
     # Booting again: the same machine, matched by MAC, not a second one.
-    token = token_of(await rig.script())
+    token = await rig.token()
     status, again = await rig.agent("enlist", token, {"boot_mac": MAC, "inventory": inventory()})
     assert again["system_id"] == body["system_id"]
     assert (await rig.machines.query(MachineFilter(), 10)).total == 1
 
 
-async def test_a_replaced_nic_is_matched_by_smbios_uuid(rig: Rig) -> None:
+async def duplicate_flags(rig: Rig) -> list[dict[str, Any]]:
+    rows = await rig.db.fetchall(
+        "SELECT machine, data FROM events WHERE type = 'machine.possible_duplicate' ORDER BY seq"
+    )
+    return [{"machine": row[0], **json.loads(row[1])} for row in rows]
+
+
+async def test_a_known_uuid_on_a_new_mac_is_flagged_never_merged(rig: Rig) -> None:
+    """A replaced NIC looks like an intruder copying a victim's SMBIOS UUID: the new MAC gets
+    a New machine of its own and an admin is told; the known machine is untouched."""
     uuid = "6a0b9d2e-5d0c-4f4c-9c52-2f6f9d1a7e11"
-    token = token_of(await rig.script())
+    token = await rig.token()
     _, first = await rig.agent(
         "enlist", token, {"boot_mac": MAC, "inventory": inventory(uuid=uuid)}
     )
     new_mac = "52:54:00:00:00:0b"
-    token = token_of(await rig.script(new_mac))
+    token = await rig.token(new_mac)
     status, second = await rig.agent(
         "enlist", token, {"boot_mac": new_mac, "inventory": inventory(new_mac, uuid=uuid)}
     )
-    assert status == 200 and second["system_id"] == first["system_id"]
-    machine = await rig.machines.get(first["system_id"])
-    assert {i.mac for i in machine.interfaces} == {MAC, new_mac}
+    assert status == 200 and second["system_id"] != first["system_id"]
+    original = await rig.machines.get(first["system_id"])
+    assert {i.mac for i in original.interfaces} == {MAC}
+    assert await duplicate_flags(rig) == [
+        {"machine": second["system_id"], "duplicate_of": first["system_id"], "by": "smbios_uuid"}
+    ]
 
 
-async def test_matched_by_serial_when_the_uuid_is_a_placeholder(rig: Rig) -> None:
+async def test_a_known_serial_is_flagged_but_a_placeholder_is_not(rig: Rig) -> None:
     junk = "03000200-0400-0500-0006-000700080009"
-    token = token_of(await rig.script())
+    token = await rig.token()
     _, first = await rig.agent(
         "enlist", token, {"boot_mac": MAC, "inventory": inventory(uuid=junk, serial="SN-77")}
     )
     other = "52:54:00:00:00:0c"
-    token = token_of(await rig.script(other))
+    token = await rig.token(other)
     _, second = await rig.agent(
         "enlist",
         token,
         {"boot_mac": other, "inventory": inventory(other, uuid=junk, serial="SN-77")},
     )
-    assert second["system_id"] == first["system_id"]
-    # A placeholder serial matches nothing: a different machine is created.
+    assert second["system_id"] != first["system_id"]
+    # A placeholder serial matches nothing: a different machine, and no flag.
     third_mac = "52:54:00:00:00:0d"
-    token = token_of(await rig.script(third_mac))
+    token = await rig.token(third_mac)
     _, third = await rig.agent(
         "enlist", token,
         {"boot_mac": third_mac, "inventory": inventory(third_mac, serial="To Be Filled By O.E.M.")},
     )  # fmt: skip
-    assert third["system_id"] != first["system_id"]
+    assert third["system_id"] not in {first["system_id"], second["system_id"]}
+    assert [(f["machine"], f["by"]) for f in await duplicate_flags(rig)] == [
+        (second["system_id"], "serial")
+    ]
 
 
 async def test_tokens_speak_for_their_mac_only_and_expire(rig: Rig) -> None:
-    token = token_of(await rig.script())
+    token = await rig.token()
     other = "52:54:00:00:00:0e"
     status, body = await rig.agent(
         "enlist", token, {"boot_mac": other, "inventory": inventory(other)}
@@ -179,7 +195,7 @@ async def test_tokens_speak_for_their_mac_only_and_expire(rig: Rig) -> None:
     status, body = await rig.agent("heartbeat", "ebb_forged", {})
     assert status == 401 and "unknown boot token" in body["message"]
     # A newer boot of the same NIC supersedes the old token.
-    newer = token_of(await rig.script())
+    newer = await rig.token()
     assert (await rig.agent("heartbeat", token, {}))[0] == 401
     assert (await rig.agent("heartbeat", newer, {}))[0] == 200
     rig.clock.advance(601)
@@ -188,12 +204,12 @@ async def test_tokens_speak_for_their_mac_only_and_expire(rig: Rig) -> None:
 
 
 async def test_a_remembered_token_is_still_superseded_and_expires(rig: Rig) -> None:
-    token = token_of(await rig.script())
+    token = await rig.token()
     status, _ = await rig.agent("enlist", token, {"boot_mac": MAC, "inventory": inventory()})
     assert status == 200
     for _ in range(3):  # enlisted: the call's identity is now remembered between calls
         assert (await rig.agent("heartbeat", token, {}))[0] == 200
-    newer = token_of(await rig.script())
+    newer = await rig.token()
     status, body = await rig.agent("heartbeat", token, {})
     assert status == 401 and "unknown boot token" in body["message"]
     assert (await rig.agent("heartbeat", newer, {}))[0] == 200
@@ -204,12 +220,12 @@ async def test_a_remembered_token_is_still_superseded_and_expires(rig: Rig) -> N
 
 
 async def test_heartbeat_tells_an_enlisting_agent_to_power_off(rig: Rig) -> None:
-    token = token_of(await rig.script())
+    token = await rig.token()
     assert (await rig.agent("heartbeat", token, {"state": "idle"}))[1] == {"action": "poweroff"}
 
 
 async def test_script_follows_the_machine_state(rig: Rig) -> None:
-    token = token_of(await rig.script())
+    token = await rig.token()
     _, made = await rig.agent("enlist", token, {"boot_mac": MAC, "inventory": inventory()})
 
     def set_status(value: str):  # type: ignore[no-untyped-def]
@@ -249,7 +265,7 @@ async def test_resources_are_served_with_range(rig: Rig) -> None:
 
 
 async def test_the_boot_timeline(rig: Rig) -> None:
-    token = token_of(await rig.script())
+    token = await rig.token()
     digest = rig.boot.resources.current().digest  # type: ignore[union-attr]
     await rig.client.get(f"/boot-resources/{digest}/vmlinuz?mac={MAC}")
     await rig.client.get(f"/boot-resources/{digest}/initrd.gz?mac={MAC}")
