@@ -3,6 +3,7 @@ fetched once and unpacked, as iPXE and the kernel would."""
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,7 +19,8 @@ def token_url(script: str) -> str | None:
 
 
 def token_from_cpio(archive: bytes) -> str:
-    [entry] = [e for e in decode_newc(archive) if e.name == "etc/edgebox/token"]
+    """The token in the gzipped newc archive edgebox serves as the token's initrd."""
+    [entry] = [e for e in decode_newc(gzip.decompress(archive)) if e.name == "etc/edgebox/token"]
     assert entry.data is not None
     return entry.data.decode().strip()
 

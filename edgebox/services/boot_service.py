@@ -13,6 +13,7 @@ MAC only and expires; the agent cannot act for any other machine with it.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import logging
 import secrets
@@ -231,10 +232,14 @@ class BootService:
         if pending is None or pending.source != source:
             return None
         del self._pending[claim_id]
-        return encode_newc(
+        # Compressed, though it is tiny: the kernel finds an uncompressed archive only at a
+        # 4-byte-aligned offset of the concatenated initrds, and UEFI's Linux stub loads
+        # `initrd=` files back to back (iPXE's BIOS loader pads; the stub does not). A gzip
+        # stream may start anywhere.
+        return gzip.compress(encode_newc(
             [CpioEntry("etc", None), CpioEntry("etc/edgebox", None),
              CpioEntry("etc/edgebox/token", pending.token.encode() + b"\n", mode=0o600)]
-        )  # fmt: skip
+        ), mtime=0)  # fmt: skip
 
     # The agent's API
 
