@@ -283,9 +283,34 @@ class AgentOutcome:
     result: Mapping[str, Any] | None = None
 
 
-def judge_deploy_done(deployment: Deployment, body: Mapping[str, Any]) -> AgentOutcome:
+@dataclass(frozen=True, slots=True)
+class KnownDisk:
+    """A disk of the machine's inventory: its kernel name, and its serial ("" unknown). Names
+    may change between boots (sda and sdb swap); a serial does not, so it is matched first."""
+
+    name: str
+    serial: str = ""
+
+
+def _serials(body: Mapping[str, Any]) -> dict[str, str]:
+    serials = body.get("serials", {})
+    if not isinstance(serials, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in serials.items()
+    ):
+        raise DeployInputError("serials", 'expected {"<disk>": "<its serial>", …}')
+    return {k: v.strip() for k, v in serials.items()}
+
+
+def _is_known(name: str, serial: str, disk: KnownDisk) -> bool:
+    return serial == disk.serial if disk.serial else name == disk.name
+
+
+def judge_deploy_done(
+    deployment: Deployment, body: Mapping[str, Any], disks: Sequence[KnownDisk] = ()
+) -> AgentOutcome:
     """A success must name the disk and the SHA-256 of what the agent read, and that hash must
-    be the image's: a mismatch is a failed verify, whatever the agent thought."""
+    be the image's: a mismatch is a failed verify, whatever the agent thought. The disk must
+    be one of the inventory's (`disks`; by serial where the inventory has one)."""
     ok = body.get("ok")
     if not isinstance(ok, bool):
         raise DeployInputError("ok", "expected true or false")
@@ -298,6 +323,9 @@ def judge_deploy_done(deployment: Deployment, body: Mapping[str, Any]) -> AgentO
         )
     if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
         raise DeployInputError("sha256", "expected 64 lowercase hex digits")
+    serial = body.get("serial", "")
+    if not isinstance(serial, str):
+        raise DeployInputError("serial", "expected the written disk's serial as text")
     if digest != deployment.image_sha256:
         return AgentOutcome(
             False,
@@ -305,21 +333,40 @@ def judge_deploy_done(deployment: Deployment, body: Mapping[str, Any]) -> AgentO
             f"the image read from edgebox hashed to {digest[:16]}…, not "
             f"{deployment.image_sha256[:16]}… (corrupted on the way)",
         )
+    if disks and not any(_is_known(disk, serial.strip(), d) for d in disks):
+        known = ", ".join(f"{d.name} ({d.serial or 'no serial'})" for d in disks)
+        return AgentOutcome(
+            False, "write", f"the agent wrote {disk} (serial {serial or 'none'}), which is "
+            f"not a disk of this machine's inventory: {known}"
+        )  # fmt: skip
     return AgentOutcome(True, result={"disk": disk, "sha256": digest})
 
 
-def judge_erase_done(body: Mapping[str, Any]) -> AgentOutcome:
+def judge_erase_done(body: Mapping[str, Any], disks: Sequence[KnownDisk] = ()) -> AgentOutcome:
+    """A success must name how each disk was erased, and cover every disk of the inventory
+    (`disks`; by serial where the inventory has one): an empty or partial report is a failed
+    erase, whatever the agent thought — the next tenant would get the previous one's data."""
     ok = body.get("ok")
     if not isinstance(ok, bool):
         raise DeployInputError("ok", "expected true or false")
     if not ok:
         return _failure(body, "disk")
-    disks = body.get("disks")
-    if not isinstance(disks, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in disks.items()
+    erased = body.get("disks")
+    if not isinstance(erased, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in erased.items()
     ):
         raise DeployInputError("disks", 'expected {"<disk>": "<how it was erased>", …}')
-    return AgentOutcome(True, result={"disks": dict(disks)})
+    serials = _serials(body)
+    if not erased:
+        return AgentOutcome(False, "", "the agent reported no disk erased")
+    missing = [
+        d for d in disks
+        if not any(_is_known(name, serials.get(name, ""), d) for name in erased)
+    ]  # fmt: skip
+    if missing:
+        names = ", ".join(f"{d.name} (serial {d.serial})" if d.serial else d.name for d in missing)
+        return AgentOutcome(False, missing[0].name, f"not reported erased: {names}")
+    return AgentOutcome(True, result={"disks": dict(erased)})
 
 
 def _failure(body: Mapping[str, Any], where: str) -> AgentOutcome:

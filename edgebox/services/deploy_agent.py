@@ -82,7 +82,8 @@ class DeployAgent:
 
     async def deploy_done(self, call: AgentCall, body: Mapping[str, Any]) -> dict[str, str]:
         d = self._deployment(call, "deploy/done")
-        outcome = _judged(lambda: judge_deploy_done(d, body))
+        disks = await self._store.known_disks(d.machine_id)
+        outcome = _judged(lambda: judge_deploy_done(d, body, disks))
         if outcome.ok:
             return {"action": await self._deploys.outcomes.written(d, outcome)}
         log.warning("deploy failed system_id=%s step=%s: %s", d.system_id, outcome.step,
@@ -105,7 +106,8 @@ class DeployAgent:
 
     async def erase_done(self, call: AgentCall, body: Mapping[str, Any]) -> dict[str, str]:
         d = self._deployment(call, "erase/done")
-        outcome = _judged(lambda: judge_erase_done(body))
+        disks = await self._store.known_disks(d.machine_id)
+        outcome = _judged(lambda: judge_erase_done(body, disks))
         await self._releases.erased(d, outcome)
         return {"action": "poweroff"}
 

@@ -10,13 +10,15 @@ leaves the others' reservations standing and 300 machines cost one commit.
 from __future__ import annotations
 
 import enum
+import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from edgebox.domain.deployment import DeployKind, Deployment, DeployState
+from edgebox.domain.deployment import DeployKind, Deployment, DeployState, KnownDisk
 from edgebox.domain.errors import EdgeboxError, NotFound
+from edgebox.domain.hardware import hardware_of
 from edgebox.domain.lifecycle import IllegalTransition, LifecycleState, Status
 from edgebox.domain.models import Machine, MachineChanges, MachineFilter, NewEvent
 from edgebox.domain.rollout import RolloutState, wave_of
@@ -253,6 +255,17 @@ class DeployStore:
             f"{sql.SELECT} WHERE {where} ORDER BY d.id DESC LIMIT 1", params
         )
         return sql.deployment_from_row(row) if row else None
+
+    async def known_disks(self, machine_id: int) -> list[KnownDisk]:
+        """The disks the machine's inventory lists (empty: it has none), for checking what the
+        agent says it wrote or erased."""
+        row = await self._db.fetchone(
+            "SELECT data FROM machine_inventory WHERE machine_id = ?", (machine_id,)
+        )
+        if row is None:
+            return []
+        disks = hardware_of(json.loads(row[0])).disks
+        return [KnownDisk(d.name, d.serial or "") for d in disks]
 
     async def deployed(self, system_id: str) -> Deployment | None:
         """The deploy that a Deployed machine runs (None: the machine is not Deployed)."""

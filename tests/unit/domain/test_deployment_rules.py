@@ -14,6 +14,7 @@ from edgebox.domain.deployment import (
     DeployState,
     DeployStep,
     EraseMode,
+    KnownDisk,
     check_agent_call,
     check_request,
     deploy_plan,
@@ -120,3 +121,43 @@ def test_progress_and_erase_words() -> None:
     assert parse_erase(None) is EraseMode.NONE and parse_erase("full") is EraseMode.FULL
     with pytest.raises(DeployInputError, match="erase: expected one of none, quick, full, secure"):
         parse_erase("shred")
+
+
+INVENTORY = [KnownDisk("vda", "EB525400-0"), KnownDisk("vdb", "EB525400-1"), KnownDisk("sr0")]
+
+
+def test_an_erase_report_must_cover_every_disk_of_the_inventory() -> None:
+    """The attack: a forged erase/done with "disks": {} moved a machine from Disk erasing to
+    Ready after a secure erase request; the next tenant got the previous one's disks."""
+    empty = judge_erase_done({"ok": True, "disks": {}}, INVENTORY)
+    assert not empty.ok and empty.error == "the agent reported no disk erased"
+    partial = judge_erase_done(
+        {"ok": True, "disks": {"vda": "secure"}, "serials": {"vda": "EB525400-0"}}, INVENTORY
+    )
+    assert not partial.ok
+    assert partial.error == "not reported erased: vdb (serial EB525400-1), sr0"
+    # Names swapped since commissioning: the serials say which disk is which.
+    whole = judge_erase_done(
+        {"ok": True, "disks": {"vdb": "secure", "vda": "secure", "sr0": "quick"},
+         "serials": {"vdb": "EB525400-0", "vda": "EB525400-1", "sr0": ""}},
+        INVENTORY,
+    )  # fmt: skip
+    assert whole.ok
+    # A report without serials cannot stand for disks the inventory knows by serial.
+    unproven = judge_erase_done({"ok": True, "disks": {"vda": "q", "vdb": "q", "sr0": "q"}},
+                                INVENTORY)  # fmt: skip
+    assert not unproven.ok and "vda (serial EB525400-0)" in unproven.error
+    with pytest.raises(DeployInputError, match="serials"):
+        judge_erase_done({"ok": True, "disks": {"vda": "q"}, "serials": ["vda"]}, INVENTORY)
+
+
+def test_a_deploy_report_must_name_a_disk_of_the_inventory() -> None:
+    d = deployment()
+    good = {"ok": True, "disk": "vdb", "sha256": SHA, "serial": "EB525400-1"}
+    assert judge_deploy_done(d, good, INVENTORY).ok
+    elsewhere = {**good, "serial": "SOMEONE-ELSES"}
+    refused = judge_deploy_done(d, elsewhere, INVENTORY)
+    assert not refused.ok and refused.step == "write"
+    assert "not a disk of this machine's inventory" in refused.error
+    # No inventory to compare with (never booted edgebox's agent): the hash still decides.
+    assert judge_deploy_done(d, elsewhere).ok

@@ -103,6 +103,21 @@ async def test_a_failed_erase_is_failed_disk_erasing_with_the_disk(rig: DeployRi
     assert again.status is Status.RELEASING
 
 
+async def test_a_forged_empty_erase_report_never_makes_a_machine_ready(rig: DeployRig) -> None:
+    """The attack: after a *secure* erase request, `erase/done` with `"disks": {}` moved the
+    machine from Disk erasing to Ready; the next tenant got the previous tenant's disks."""
+    machine = await deployed(rig)
+    await rig.parts.releases.release(machine.system_id, ReleaseRequest("olga", EraseMode.SECURE))
+    agent = rig.agent(machine)
+    await agent.boot()
+    status, answer = await agent.post("/machine/v1/erase/done", json={"ok": True, "disks": {}})
+    assert (status, answer) == (200, {"action": "poweroff"})
+    after = await rig.machines.get(machine.system_id)
+    assert (after.status, after.owner) == (Status.FAILED_DISK_ERASING, "olga")
+    view = await rig.parts.views.deployment(machine.system_id)
+    assert view.deployment.error == "the agent reported no disk erased"
+
+
 async def test_release_without_erase_powers_off_then_ready(rig: DeployRig) -> None:
     machine = await deployed(rig)
     after = await rig.parts.releases.release(machine.system_id, ReleaseRequest("olga"))
