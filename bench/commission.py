@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import hashlib
 import json
 import os
@@ -53,6 +54,10 @@ import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from edgebox.wire.cpio_newc import decode_newc  # noqa: E402 - after the path set-up
+
 BUNDLE = ROOT / "tests/unit/domain/hardware_bundles/qemu-q35-bios.txt"
 HEARTBEAT_SECONDS = 2.0  # the real agent's default is 30 s; shorter only adds load
 
@@ -195,10 +200,14 @@ class Agent:
 
     async def boot(self, purpose: str) -> None:
         script = (await self._call("boot-script", "GET", f"/boot/ipxe?mac={self.mac}")).decode()
-        match = re.search(r"edgebox\.token=(\S+)", script)
+        # The token comes as an initrd of its own (docs/security.md), fetched once, as iPXE
+        # does right after the script.
+        match = re.search(r"^initrd --name token\.cpio \S*(/boot/token/\S+)$", script, re.M)
         if match is None:
             raise RuntimeError(f"boot script without a token: {script[:200]!r}")
-        self.token = match.group(1)
+        archive = await self._call("boot-token", "GET", match.group(1))
+        [entry] = [e for e in decode_newc(gzip.decompress(archive)) if e.name.endswith("/token")]
+        self.token = (entry.data or b"").decode().strip()
         if f"edgebox.purpose={purpose}" not in script:
             raise RuntimeError(f"expected purpose {purpose}, got: {script[:300]!r}")
         body = {"boot_mac": self.mac, "purpose": purpose, "inventory": enlist_inventory(self.i)}

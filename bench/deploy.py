@@ -96,7 +96,10 @@ class DeployingMachine(Agent):
         if digest.hexdigest() != plan["sha256"] or done != size:
             raise RuntimeError(f"image hash or size mismatch after {done} bytes")
         await self._call("log", "POST", "/machine/v1/deploy/log", raw=b"wrote the image\n")
-        done_body = {"ok": True, "disk": "vda", "sha256": digest.hexdigest()}
+        # vda's serial in the captured bundle every simulated machine was commissioned with:
+        # edgebox checks the disk written against the inventory.
+        done_body = {"ok": True, "disk": "vda", "sha256": digest.hexdigest(),
+                     "serial": "EBDISK0001"}  # fmt: skip
         answer = await self._call("deploy-done", "POST", "/machine/v1/deploy/done", done_body)
         if json.loads(answer).get("action") != "reboot":
             raise RuntimeError(f"deploy/done answered {answer!r}")

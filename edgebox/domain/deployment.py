@@ -106,6 +106,8 @@ class Deployment:
     failed_step: str = ""
     power_op_id: int | None = None
     comment: str = ""
+    # The deployed OS's seed is at /cloud-init/<system_id>/<seed_secret>/ (docs/security.md).
+    seed_secret: str = ""
     started_at: float | None = None
     finished_at: float | None = None
 
@@ -227,6 +229,10 @@ def render_text(fields: Sequence[tuple[str, str]]) -> str:
     return "".join(lines)
 
 
+def seed_url(deployment: Deployment, base_url: str) -> str:
+    return f"{base_url}/cloud-init/{deployment.system_id}/{deployment.seed_secret}/"
+
+
 def deploy_plan(deployment: Deployment, base_url: str) -> str:
     return render_text(
         [
@@ -236,7 +242,7 @@ def deploy_plan(deployment: Deployment, base_url: str) -> str:
             ("compression", deployment.compression),
             ("kind", "raw"),
             ("disk", deployment.disk),
-            ("seed_url", f"{base_url}/cloud-init/{deployment.system_id}/"),
+            ("seed_url", seed_url(deployment, base_url)),
             ("system_id", deployment.system_id),
             ("hostname", deployment.hostname),
         ]

@@ -4,9 +4,12 @@
   the agent's calls, with the per-boot bearer token. Plans are `KEY=value` text; the rest
   answer one-line JSON; an error is a non-2xx status with `{"error", "message"}` (409: the call
   is not allowed in the deployment's step).
-- `GET /cloud-init/<system_id>/meta-data|user-data|vendor-data|network-config` and
-  `POST /cloud-init/<system_id>/phone-home`: the deployed OS's NoCloud-net seed, no token;
-  404 for a machine that is neither Deploying nor Deployed.
+- `GET /cloud-init/<system_id>/<seed secret>/meta-data|user-data|vendor-data|network-config`
+  and `POST /cloud-init/<system_id>/<seed secret>/phone-home`: the deployed OS's NoCloud-net
+  seed. No token: the deploy's seed secret in the URL, which the agent wrote to the deployed
+  disk's seed partition. The same 404 for a wrong secret and for a machine that is neither
+  Deploying nor Deployed, so a caller learns nothing; user-data is given only while the OS
+  boots and a short grace after (docs/security.md).
 
 Log uploads are read in chunks and only their last 4 MiB kept.
 """
@@ -33,10 +36,9 @@ def add_deploy_routes(app: web.Application, boot: BootService, agent: DeployAgen
     app[DEPLOY_AGENT] = agent
     app.router.add_post(f"/machine/v1/deploy/{{call:{_CALLS}}}", _guarded(boot, agent, _deploy))
     app.router.add_post(f"/machine/v1/erase/{{call:{_CALLS}}}", _guarded(boot, agent, _erase))
-    app.router.add_get(
-        f"/cloud-init/{{system_id:[a-z0-9]{{1,64}}}}/{{name:{_DOCUMENTS}}}", _document
-    )
-    app.router.add_post("/cloud-init/{system_id:[a-z0-9]{1,64}}/phone-home", _phone_home)
+    seed = "/cloud-init/{system_id:[a-z0-9]{1,64}}/{secret:[A-Za-z0-9_-]{1,64}}"
+    app.router.add_get(f"{seed}/{{name:{_DOCUMENTS}}}", _document)
+    app.router.add_post(f"{seed}/phone-home", _phone_home)
 
 
 DeployCall = Callable[[web.Request, DeployAgent, AgentCall], Awaitable[web.StreamResponse]]
@@ -87,9 +89,8 @@ async def _erase(request: web.Request, agent: DeployAgent, call: AgentCall) -> w
 
 async def _document(request: web.Request) -> web.StreamResponse:
     agent = _agent(request)
-    text = await agent.document(
-        request.match_info["system_id"], request.match_info["name"], _base(request)
-    )
+    info = request.match_info
+    text = await agent.document(info["system_id"], info["secret"], info["name"], _base(request))
     if text is None:
         raise web.HTTPNotFound(text="no deploy of this machine\n")
     return web.Response(text=text)
@@ -97,7 +98,8 @@ async def _document(request: web.Request) -> web.StreamResponse:
 
 async def _phone_home(request: web.Request) -> web.StreamResponse:
     await request.read()
-    if not await _agent(request).phone_home(request.match_info["system_id"]):
+    info = request.match_info
+    if not await _agent(request).phone_home(info["system_id"], info["secret"]):
         raise web.HTTPNotFound(text="no deploy of this machine\n")
     return web.json_response({"ok": True})
 

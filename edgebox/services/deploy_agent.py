@@ -11,6 +11,7 @@ of a machine that is Deploying or Deployed, and 404 for any other.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
@@ -27,8 +28,10 @@ from edgebox.domain.deployment import (
     judge_deploy_done,
     judge_erase_done,
     parse_progress,
+    seed_url,
 )
 from edgebox.services.boot_service import AgentAuthError, AgentCall, AgentInputError
+from edgebox.services.clock import Clock
 from edgebox.services.deploy_service import DeployService
 from edgebox.services.release_service import ReleaseService
 from edgebox.storage.deploy_store import DeployStore
@@ -38,12 +41,14 @@ T = TypeVar("T")
 
 LOG_LIMIT: Final = 4 * 1024 * 1024
 PURPOSE_OF_KIND: Final = {DeployKind.DEPLOY: "deploy", DeployKind.RELEASE: "erase"}
+SEED_GRACE: Final = 120.0  # seconds the user-data stays readable after the OS first read it
 
 
 class DeployAgent:
     def __init__(
-        self, deploys: DeployService, releases: ReleaseService, store: DeployStore
+        self, deploys: DeployService, releases: ReleaseService, store: DeployStore, clock: Clock
     ) -> None:
+        self._clock = clock
         self._deploys = deploys
         self._releases = releases
         self._store = store
@@ -117,35 +122,54 @@ class DeployAgent:
         if before is None or before.step != progress.step:
             await self._deploys.outcomes.progressed(d, progress.step, progress.done, progress.total)
 
-    # -- cloud-init (no token) ---------------------------------------------------------------
+    # -- cloud-init: the deploy's seed secret, no token -----------------------------------------
 
-    async def document(self, system_id: str, name: str, base_url: str) -> str | None:
-        """A NoCloud-net document for the machine; None: it is not Deploying or Deployed.
-        The first user-data fetch after the image was written marks it Deployed."""
-        d = await self._deployed_or_deploying(system_id)
+    async def document(self, system_id: str, secret: str, name: str, base_url: str) -> str | None:
+        """A NoCloud-net document for the machine; None: wrong secret, or it is neither
+        Deploying nor Deployed. The first user-data fetch after the image was written marks it
+        Deployed; the user-data itself is given only until then and SEED_GRACE after."""
+        d = await self._deployed_or_deploying(system_id, secret)
         if d is None:
             return None
         if name == "meta-data":
             return cloud_init.meta_data(d.system_id, d.hostname, d.ssh_keys)
         if name == "user-data":
             await self._deploys.outcomes.reached(system_id, "fetched its user-data")
-            return cloud_init.user_data(d.user_data)
+            return cloud_init.user_data(d.user_data if await self._seed_open(d) else "")
         if name == "vendor-data":
-            return cloud_init.vendor_data(f"{base_url}/cloud-init/{system_id}/phone-home")
+            return cloud_init.vendor_data(f"{seed_url(d, base_url)}phone-home")
         return cloud_init.network_config(d.boot_mac)
 
-    async def phone_home(self, system_id: str) -> bool:
-        d = await self._deployed_or_deploying(system_id)
+    async def phone_home(self, system_id: str, secret: str) -> bool:
+        d = await self._deployed_or_deploying(system_id, secret)
         if d is None:
             return False
         await self._deploys.outcomes.reached(system_id, "phoned home")
         return True
 
-    async def _deployed_or_deploying(self, system_id: str) -> Deployment | None:
+    async def _seed_open(self, d: Deployment) -> bool:
+        """Whether the user-data may still go out: while the deployed OS boots, and for
+        SEED_GRACE seconds after it first fetched it (cloud-init reads it more than once in
+        one boot); never later."""
+        current = await self._store.deployed(d.system_id)
+        if current is None or current.id != d.id:
+            return True  # still Deploying (the OS is booting)
+        finished = current.finished_at or 0.0
+        return self._clock.now() - finished <= SEED_GRACE
+
+    async def _deployed_or_deploying(self, system_id: str, secret: str) -> Deployment | None:
         active = self._tracker.of_system(system_id)
         if active is not None and active.deployment.kind is DeployKind.DEPLOY:
-            return active.deployment
-        return await self._store.deployed(system_id)
+            found: Deployment | None = active.deployment
+        else:
+            found = await self._store.deployed(system_id)
+        if found is None:
+            return None
+        # Compared in constant time. A deploy made before seeds had secrets has none, and no
+        # seed: its OS keeps what cloud-init cached at its first boot.
+        if not found.seed_secret or not hmac.compare_digest(secret, found.seed_secret):
+            return None
+        return found
 
 
 def _judged(judge: Callable[[], T]) -> T:

@@ -53,5 +53,5 @@ def build_deploy_parts(
         releases=releases,
         allocation=AllocationService(store),
         views=DeployViews(store, machines, deploys.tracker),
-        agent=DeployAgent(deploys, releases, store),
+        agent=DeployAgent(deploys, releases, store, clock),
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -254,7 +255,7 @@ class DeployService:
                 user_data=request.user_data, ssh_keys=request.ssh_keys,
                 hostname=hostname or machine.hostname, disk=request.disk,
                 boot_mac=boot or (machine.interfaces[0].mac if machine.interfaces else ""),
-                comment=request.comment,
+                comment=request.comment, seed_secret=secrets.token_urlsafe(24),
             )  # fmt: skip
             change = Change(lifecycle=after, owner=request.actor, hostname=hostname, events=events)
             return Reservation(row, change)

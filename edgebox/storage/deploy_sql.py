@@ -27,7 +27,7 @@ COLUMNS = (
     "d.rollout_id, d.wave, d.allocated_here, d.image_id, d.image_name, d.image_sha256, "
     "d.image_size, d.compression, d.user_data, d.ssh_keys, d.hostname, d.disk, d.boot_mac, "
     "d.erase, d.agent_step, d.done, d.total, d.result, d.error, d.failed_step, d.power_op_id, "
-    "d.comment, d.started_at, d.finished_at"
+    "d.comment, d.started_at, d.finished_at, d.seed_secret"
 )
 SELECT = f"SELECT {COLUMNS} FROM deployments d JOIN machines m ON m.id = d.machine_id"
 OPEN = "d.state IN ('queued', 'running')"
@@ -93,6 +93,7 @@ def deployment_from_row(row: Sequence[Any]) -> Deployment:
         comment=row[29],
         started_at=row[30],
         finished_at=row[31],
+        seed_secret=row[32],
     )
 
 
@@ -119,14 +120,14 @@ def insert(conn: sqlite3.Connection, d: Deployment, now: float) -> int:
         "INSERT INTO deployments (machine_id, kind, state, step, rollout_id, wave, "
         "allocated_here, image_id, image_name, image_sha256, image_size, compression, "
         "user_data, ssh_keys, hostname, disk, boot_mac, erase, error, requested_by, comment, "
-        "created_at, started_at, finished_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "created_at, started_at, finished_at, updated_at, seed_secret) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             d.machine_id, d.kind.value, d.state.value, d.step.value, d.rollout_id, d.wave,
             int(d.allocated_here), d.image_id, d.image_name, d.image_sha256, d.image_size,
             d.compression, d.user_data, json.dumps(list(d.ssh_keys)), d.hostname, d.disk,
             d.boot_mac, d.erase.value, d.error, d.requested_by, d.comment, now, d.started_at,
-            d.finished_at, now,
+            d.finished_at, now, d.seed_secret,
         ),
     )  # fmt: skip
     new_id = cursor.lastrowid

@@ -35,6 +35,7 @@ def deployment(step: DeployStep = DeployStep.WRITING, **fields: object) -> Deplo
         id=1, machine_id=1, system_id="abc234", kind=DeployKind.DEPLOY,
         state=DeployState.RUNNING, step=step, requested_by="olga", created_at=0.0,
         image_sha256=SHA, image_size=1234, compression="zstd", hostname="web-1",
+        seed_secret="s3cr3t",
     )  # fmt: skip
     base.update(fields)
     return Deployment(**base)  # type: ignore[arg-type]
@@ -84,7 +85,7 @@ def test_the_plans_are_key_value_lines() -> None:
     text = deploy_plan(deployment(), "http://10.0.0.1:5248")
     assert text == (
         f"image_url=http://10.0.0.1:5248/images/{SHA}\nsha256={SHA}\nsize=1234\n"
-        "compression=zstd\nkind=raw\ndisk=\nseed_url=http://10.0.0.1:5248/cloud-init/abc234/\n"
+        "compression=zstd\nkind=raw\ndisk=\nseed_url=http://10.0.0.1:5248/cloud-init/abc234/s3cr3t/\n"
         "system_id=abc234\nhostname=web-1\n"
     )
     assert erase_plan(deployment(erase=EraseMode.SECURE)) == "mode=secure\ndisks=\n"

@@ -115,6 +115,8 @@ class DeployRig:
     events: EventService
     client: TestClient
     macs: int = 0
+    # Each machine's seed path, as its deploy wrote it to the disk: a later boot reads it.
+    seeds: dict[str, str] = field(default_factory=dict)
 
     async def ready_machine(
         self,
@@ -156,7 +158,7 @@ class DeployRig:
         return [e.message for e in await self.events.after(0, 1000, system_id)]
 
     def agent(self, machine: Machine) -> SimAgent:
-        return SimAgent(self.client, machine.interfaces[0].mac)
+        return SimAgent(self.client, machine.interfaces[0].mac, seeds=self.seeds)
 
     async def wait_for(self, system_id: str, status: Status, within: float = 5.0) -> None:
         deadline = asyncio.get_running_loop().time() + within
@@ -176,6 +178,7 @@ class SimAgent:
     token: str = ""
     purpose: str = ""
     written: bytes = b""
+    seeds: dict[str, str] = field(default_factory=dict)
 
     async def boot(self) -> str:
         """Network-boot; the purpose (deploy, erase, ...) or "local" for a local-disk answer."""
@@ -200,7 +203,10 @@ class SimAgent:
     async def plan(self, kind: str = "deploy") -> dict[str, str]:
         status, text = await self.post(f"/machine/v1/{kind}/plan", data=b"{}")
         assert status == 200, text
-        return dict(line.split("=", 1) for line in text.splitlines())
+        plan = dict(line.split("=", 1) for line in text.splitlines())
+        if plan.get("seed_url"):
+            self.seeds[self.mac] = urlsplit(plan["seed_url"]).path  # written to the seed disk
+        return plan
 
     async def deploy(
         self, *, fail: dict[str, str] | None = None, tamper: bool = False, log: bytes = b""
@@ -235,7 +241,10 @@ class SimAgent:
         return dict(answer)
 
     async def cloud_init(self, system_id: str, name: str) -> tuple[int, str]:
-        resp = await self.client.get(f"/cloud-init/{system_id}/{name}")
+        """What the deployed OS reads, at the seed URL the deploy plan gave."""
+        seed = self.seeds.get(self.mac, "")
+        assert seed.startswith(f"/cloud-init/{system_id}/"), seed
+        resp = await self.client.get(f"{seed}{name}")
         return resp.status, await resp.text()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -14,6 +15,7 @@ from edgebox.domain.deployment import DeployRequest, DeployState
 from edgebox.domain.errors import Conflict, InvalidInput
 from edgebox.domain.lifecycle import IllegalTransition, Status
 from edgebox.domain.power import PowerOp
+from edgebox.services.deploy_agent import SEED_GRACE
 from edgebox.services.deploy_service import ImageRefusedForDeploy
 from edgebox.storage.database import Database
 from edgebox.storage.image_store import ImageState
@@ -54,7 +56,8 @@ async def test_a_deploy_from_ready_to_deployed(rig: DeployRig) -> None:
     assert plan["sha256"] == disk.sha256 and plan["size"] == str(disk.size)
     assert plan["image_url"].endswith(f"/images/{disk.sha256}")
     assert (plan["compression"], plan["kind"], plan["disk"]) == ("zstd", "raw", "")
-    assert plan["seed_url"].endswith(f"/cloud-init/{sid}/")
+    seed = urlsplit(plan["seed_url"]).path  # the deploy's own secret is in it
+    assert seed.startswith(f"/cloud-init/{sid}/") and len(seed.split("/")[3]) >= 32
     assert (plan["system_id"], plan["hostname"]) == (sid, "web-1")
 
     assert await agent.deploy(log=b"writing vda\n") == {"action": "reboot"}
@@ -73,7 +76,7 @@ async def test_a_deploy_from_ready_to_deployed(rig: DeployRig) -> None:
     assert status == 200
     assert meta == f'instance-id: "{sid}"\nlocal-hostname: "web-1"\npublic-keys:\n  - "{KEY}"\n'
     status, vendor = await agent.cloud_init(sid, "vendor-data")
-    assert f"/cloud-init/{sid}/phone-home" in vendor and "post: [instance_id]" in vendor
+    assert f"{seed}phone-home" in vendor and "post: [instance_id]" in vendor
     status, net = await agent.cloud_init(sid, "network-config")
     assert f'macaddress: "{machine.interfaces[0].mac}"' in net
     assert await rig.status(sid) is Status.DEPLOYING  # meta-data alone proves nothing
@@ -90,10 +93,15 @@ async def test_a_deploy_from_ready_to_deployed(rig: DeployRig) -> None:
     assert any("image tiny written to vda and verified" in m for m in messages)
     assert any("deploying -> deployed (deploy-succeeded: the deployed OS fetched its user-data"
                in m for m in messages)  # fmt: skip
-    # Deployed: the seed is still served (cloud-init reads it at every boot); a phone-home
-    # changes nothing more.
-    assert (await agent.cloud_init(sid, "user-data"))[0] == 200
-    assert (await agent.post(f"/cloud-init/{sid}/phone-home", data=b"instance_id=x"))[0] == 200
+    # Deployed: the seed is still served (cloud-init reads it at every boot), the user-data
+    # only for a short grace (cloud-init reads it more than once in its first boot); a
+    # phone-home changes nothing more.
+    assert await agent.cloud_init(sid, "user-data") == (200, USER_DATA)
+    assert (await agent.post(f"{seed}phone-home", data=b"instance_id=x"))[0] == 200
+    rig.clock.advance(SEED_GRACE + 1)
+    status, later = await agent.cloud_init(sid, "user-data")
+    assert status == 200 and USER_DATA not in later and "deployed by" not in later
+    assert (await agent.cloud_init(sid, "meta-data"))[0] == 200
 
 
 async def test_a_phone_home_also_marks_it_deployed(rig: DeployRig) -> None:
@@ -102,9 +110,30 @@ async def test_a_phone_home_also_marks_it_deployed(rig: DeployRig) -> None:
     agent = rig.agent(machine)
     await agent.boot()
     await agent.deploy()
-    status, _ = await agent.post(f"/cloud-init/{machine.system_id}/phone-home", data=b"x=1")
+    sid = machine.system_id
+    # Without the deploy's secret (or with another), a phone-home is nothing.
+    assert (await agent.post(f"/cloud-init/{sid}/phone-home", data=b"x=1"))[0] == 404
+    assert (await agent.post(f"/cloud-init/{sid}/forged/phone-home", data=b"x=1"))[0] == 404
+    assert await rig.status(sid) is Status.DEPLOYING
+    status, _ = await agent.post(f"{rig.seeds[agent.mac]}phone-home", data=b"x=1")
     assert status == 200
-    assert await rig.status(machine.system_id) is Status.DEPLOYED
+    assert await rig.status(sid) is Status.DEPLOYED
+
+
+async def test_the_seed_needs_the_deploys_secret(rig: DeployRig) -> None:
+    """The attack: GET /cloud-init/<system_id>/user-data answered anyone, during and after
+    deployment, and the fetch marked a Deploying machine Deployed."""
+    machine = await rig.ready_machine()
+    sid = machine.system_id
+    await rig.parts.deploys.deploy(sid, request())
+    agent = rig.agent(machine)
+    await agent.boot()
+    await agent.deploy()
+    for path in (f"/cloud-init/{sid}/user-data", f"/cloud-init/{sid}/x/user-data",
+                 f"/cloud-init/{sid}/{'A' * 32}/meta-data"):  # fmt: skip
+        resp = await agent.client.get(path)
+        assert resp.status == 404 and USER_DATA not in await resp.text()
+    assert await rig.status(sid) is Status.DEPLOYING  # none of that counted as the OS
 
 
 async def test_an_agent_failure_fails_the_deployment_with_its_step_and_log(
@@ -264,6 +293,7 @@ async def test_a_restart_resumes_a_deploy_in_flight(
         await agent.boot()
         await agent.deploy()
     async with deploy_rig(db, clock, tmp_path / "two") as again:
+        again.seeds.update(rig.seeds)  # what the first deploy wrote to the disk
         assert again.parts.deploys.tracker.count == 1
         assert await again.agent(machine).boot() == "local"
         assert (await again.agent(machine).cloud_init(machine.system_id, "user-data"))[0] == 200
