@@ -20,7 +20,7 @@ from edgebox.api.schemas import BOOL, INT, STR, TIME
 from edgebox.domain.auth import Permission
 from edgebox.domain.script_metadata import MetadataError, ScriptType, metadata_to_json
 from edgebox.domain.script_runs import StoredScript
-from edgebox.services.script_service import Forbidden, ScriptService
+from edgebox.services.script_service import ScriptService
 from edgebox.services.script_yaml import MAX_SCRIPT_BYTES
 
 
@@ -94,10 +94,7 @@ async def get_script(request: web.Request) -> web.Response:
 
 async def delete_script(request: web.Request) -> web.Response:
     who = principal(request)
-    try:
-        await _scripts(request).delete(request.match_info["name"], who.user, who.role)
-    except Forbidden as exc:
-        raise ApiError(403, "forbidden", str(exc)) from None
+    await _scripts(request).delete(request.match_info["name"], who.user, who.role)
     return web.Response(status=204)
 
 

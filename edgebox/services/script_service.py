@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from edgebox.domain.auth import Role
-from edgebox.domain.errors import Conflict, EdgeboxError
+from edgebox.domain.errors import Conflict, Forbidden
 from edgebox.domain.lifecycle import IllegalTransition
 from edgebox.domain.models import NewEvent
 from edgebox.domain.script_metadata import MetadataError, ScriptType
@@ -35,10 +35,6 @@ class ScriptSource:
 
     filename: str
     text: str
-
-
-class Forbidden(EdgeboxError):
-    """The caller may not do this to this object (someone else's script)."""
 
 
 class ScriptService:
