@@ -71,8 +71,9 @@ class ScriptService:
         return script
 
     async def delete(self, name: str, actor: str, role: Role) -> StoredScript:
-        """Hide a user's script (all versions). Built-ins cannot be deleted; an operator may
-        delete only the scripts they uploaded, an admin any user script."""
+        """Hide a user's script (all versions). Built-ins cannot be deleted; an admin may
+        delete any user script, anyone else only their own (the API lets only admins upload
+        and delete: scripts run as root on the machines)."""
 
         def check(script: StoredScript) -> list[NewEvent]:
             if script.builtin:
