@@ -16,7 +16,8 @@ from edgebox.api.schemas import BOOL, INT, STR
 from edgebox.domain.auth import Permission
 from edgebox.domain.power import PowerOp
 from edgebox.drivers.power.registry import DRIVER_NAMES
-from edgebox.services.power_service import BmcView, BulkItem, PowerService
+from edgebox.services.bmc_settings import BmcView
+from edgebox.services.power_service import BulkItem, PowerService
 from edgebox.storage.power_store import PowerOpRecord
 
 MAX_OPS_QUERY = 1000

@@ -1,4 +1,5 @@
-"""Power control: machines' BMC settings, and the power queue that drives the BMCs.
+"""Power control: the power queue that drives the machines' BMCs (their settings are kept by
+`bmc_settings`).
 
 The queue is durable (`power_ops`). It runs one operation per machine at a time, in the order
 they were asked for, at most `power.max_concurrent` at once across the site; an operation that
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -23,30 +23,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgebox.domain import lifecycle
-from edgebox.domain.errors import Conflict, InvalidInput, NotFound
+from edgebox.domain.errors import Conflict, NotFound
 from edgebox.domain.lifecycle import Action
 from edgebox.domain.models import EventLevel, Machine, MachineFilter, NewEvent
 from edgebox.domain.power import BootDevice, PowerOp, PowerOpState, PowerState
 from edgebox.domain.settings import PowerSettings, power_target_policy
 from edgebox.drivers.power.base import (
-    BmcConfig,
     DriverEnv,
-    DriverKind,
     FatalPowerError,
     ManualActionRequired,
     PowerDriver,
     PowerError,
     RetryablePowerError,
-    check_options,
 )
 from edgebox.drivers.power.registry import driver_kind
-from edgebox.drivers.power.targets import TargetGuard, TargetRefused
+from edgebox.drivers.power.targets import TargetGuard
 from edgebox.drivers.power.worker_slots import WorkerSlots
-from edgebox.services.bmc_secrets import BmcRequest, BmcSecrets, MergedBmc, shown_secrets
+from edgebox.services.bmc_settings import BmcSettings, BmcView, DriverFactory
 from edgebox.services.clock import Clock
 from edgebox.services.secret_box import SecretBox, SecretError
 from edgebox.storage.machine_store import MachineStore
-from edgebox.storage.power_store import BmcRecord, BmcRow, PowerOpRecord, PowerStore
+from edgebox.storage.power_store import BmcRecord, PowerOpRecord, PowerStore
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +70,6 @@ _WORDS = {
 
 
 @dataclass(frozen=True, slots=True)
-class BmcView:
-    """A machine's BMC as the API shows it: never a secret, only whether it is set."""
-
-    driver: str
-    address: str
-    username: str
-    has_password: bool
-    options: Mapping[str, Any]  # the options that are not secret
-    secrets: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # has_k_g, ...
-    dropped: tuple[str, ...] = ()  # set_bmc: stored secrets dropped (the BMC points elsewhere)
-
-
-@dataclass(frozen=True, slots=True)
 class BmcTest:
     ok: bool
     power_state: PowerState
@@ -99,9 +83,6 @@ class BulkItem:
     hostname: str
     op: PowerOpRecord | None
     refused: str = ""
-
-
-DriverFactory = Callable[[str], DriverKind]
 
 
 class PowerService:
@@ -119,12 +100,13 @@ class PowerService:
         self._settings = settings
         self._store = store
         self._machines = machines
-        self._secrets = BmcSecrets(secrets)
         self._clock = clock
-        self._kinds = kinds
         # What every driver shares: the target check and the cap on IPMI worker processes.
         self._env = env or DriverEnv(
             TargetGuard(power_target_policy(settings)), WorkerSlots(settings.ipmi_max_workers)
+        )
+        self._bmcs = BmcSettings(
+            store=store, machines=machines, secrets=secrets, kinds=kinds, env=self._env
         )
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.max_concurrent)
@@ -134,9 +116,7 @@ class PowerService:
     # -- BMC settings -----------------------------------------------------------------------
 
     async def bmc(self, system_id: str) -> BmcView | None:
-        await self._machines.get(system_id)  # NotFound for an unknown machine
-        record = await self._store.bmc(system_id)
-        return self._view(record) if record else None
+        return await self._bmcs.view(system_id)
 
     async def has_bmc(self, machine_id: int) -> bool:
         return await self._store.bmc_by_id(machine_id) is not None
@@ -152,147 +132,21 @@ class PowerService:
         password: str | None = None,
         options: Mapping[str, object] | None = None,
     ) -> BmcView:
-        """Set (replace) the machine's BMC. A secret not given (a None password, a secret
-        option left out) keeps the stored one, unless the BMC now points elsewhere: see
-        `bmc_secrets`."""
-        machine = await self._machines.get(system_id)
-        kind, request = self._bmc_request(driver, address, username, password, options or {})
-        # Checked with what the stored secrets would make of it; decided again below, in the
-        # transaction, with the row as it is then.
-        merged = self._secrets.merge(kind, request, await self._store.bmc_by_id(machine.id))
-        config = BmcConfig(
-            driver, request.address, username, merged.password or "", merged.all_options
-        )
-        await _check_config(kind, config, self._env)
-        await self._check_targets(kind, config)
-        dropped: tuple[str, ...] = ()
-
-        def decide(stored: BmcRecord | None) -> BmcRow:
-            nonlocal dropped
-            final = self._secrets.merge(kind, request, stored)
-            sealed = self._secrets.seal(machine.id, final)
-            dropped = final.dropped
-            return BmcRow(
-                driver,
-                request.address,
-                username,
-                sealed.secret,
-                final.options,
-                sealed.secret_options,
-                _bmc_set_event(machine, actor, request, final),
-            )
-
-        await self._store.set_bmc(machine.id, decide)
-        if dropped:
-            log.info(
-                "bmc secrets dropped system_id=%s dropped=%s user=%s: the BMC points elsewhere",
-                machine.system_id,
-                ",".join(dropped),
-                actor,
-            )
-        await self._forget_driver(machine.id)
-        view = await self.bmc(system_id)
-        assert view is not None
-        return dataclasses.replace(view, dropped=dropped)
-
-    def _bmc_request(
-        self,
-        driver: str,
-        address: str,
-        username: str,
-        password: str | None,
-        options: Mapping[str, object],
-    ) -> tuple[DriverKind, BmcRequest]:
-        try:
-            kind = self._kinds(driver)
-        except ValueError as exc:
-            raise InvalidInput("driver", str(exc)) from None
-        try:
-            checked = check_options(kind, options)
-        except ValueError as exc:
-            raise InvalidInput("options", str(exc)) from None
-        if kind.needs_address and not address.strip():
-            raise InvalidInput("address", f"the {driver} driver needs the BMC's address")
-        request = BmcRequest(
-            driver, address.strip(), username, password, checked, frozenset(options)
-        )
-        return kind, request
-
-    async def _check_targets(self, kind: DriverKind, config: BmcConfig) -> None:
-        """Refuse a BMC whose address or URLs are refused targets now, rather than at its
-        first call. A name that does not resolve now is let through: it is checked again at
-        every call, and a BMC may be set before its DNS name exists."""
-        for target in kind.targets(config):
-            field = "address" if target.source == "address" else "options"
-            try:
-                async with asyncio.timeout(RESOLVE_TIMEOUT):
-                    await self._env.targets.addresses(target.host, target.port)
-            except TargetRefused as exc:
-                raise InvalidInput(field, f"{target.source}: {exc}") from None
-            except (OSError, TimeoutError) as exc:
-                log.info(
-                    "bmc target not resolved now, checked at each call host=%s: %s",
-                    target.host,
-                    exc,
-                )
+        """Set (replace) the machine's BMC; see `BmcSettings.set` for what is kept."""
+        view = await self._bmcs.set(
+            system_id, actor, driver=driver, address=address, username=username,
+            password=password, options=options,
+        )  # fmt: skip
+        await self._forget_driver((await self._machines.get(system_id)).id)
+        return view
 
     async def delete_bmc(self, system_id: str, actor: str) -> None:
-        machine = await self._machines.get(system_id)
-        event = NewEvent(
-            "power.bmc_deleted",
-            f"BMC of {machine.hostname} removed",
-            machine=machine.system_id,
-            data={"user": actor},
-        )
-        if not await self._store.delete_bmc(machine.id, event):
-            raise NotFound("BMC of machine", system_id)
+        machine = await self._bmcs.delete(system_id, actor)
         await self._forget_driver(machine.id)
 
     async def seal_plain_secret_options(self) -> int:
-        """Seal the secret options (k_g, headers) that an older edgebox stored among the plain
-        options, and remove them from there. Returns how many BMCs were changed."""
-        moved = 0
-        for record in await self._store.bmcs():
-            try:
-                kind = self._kinds(record.driver)
-            except ValueError:
-                continue
-            if not any(name in record.options for name in kind.secret_options):
-                continue
-            try:
-                opened = self._secrets.open(record, kind)
-            except SecretError as exc:
-                log.warning("bmc secrets of %s do not open: %s", record.system_id, exc)
-                continue
-            merged = MergedBmc(opened.password, opened.secret_options, {}, ())
-            sealed = self._secrets.seal(record.machine_id, merged)
-            plain = {k: v for k, v in record.options.items() if k not in kind.secret_options}
-            if await self._store.move_secret_options(record, plain, sealed.secret_options):
-                moved += 1
-        if moved:
-            log.info("sealed the secret options of %d BMC(s) stored in plain text", moved)
-        return moved
-
-    def _view(self, record: BmcRecord) -> BmcView:
-        try:
-            kind: DriverKind | None = self._kinds(record.driver)
-        except ValueError:
-            kind = None
-        secret_names = kind.secret_options if kind is not None else ()
-        shown: dict[str, Any] = {}
-        if kind is not None:
-            try:
-                shown = shown_secrets(kind, self._secrets.open(record, kind))
-            except SecretError:
-                shown = {f"has_{name}": True for name in secret_names}
-        return BmcView(
-            record.driver,
-            record.address,
-            record.username,
-            record.secret is not None,
-            {k: v for k, v in record.options.items() if k not in secret_names},
-            shown,
-        )
+        """Seal what an older edgebox stored of the secret options in plain text (at start)."""
+        return await self._bmcs.seal_plain_secret_options()
 
     async def test_bmc(self, system_id: str) -> BmcTest:
         """Query the BMC now, bypassing the queue's retries: does it answer, do the
@@ -559,12 +413,9 @@ class PowerService:
             return cached[1]
         await self._forget_driver(bmc.machine_id)
         try:
-            kind = self._kinds(bmc.driver)
-            opened = self._secrets.open(bmc, kind)
-            options = check_options(kind, {**bmc.options, **opened.secret_options})
+            kind, config = self._bmcs.config(bmc)
         except (ValueError, SecretError) as exc:
             raise FatalPowerError(bmc.address, str(exc)) from None
-        config = BmcConfig(bmc.driver, bmc.address, bmc.username, opened.password or "", options)
         driver = kind.create(config, self._env)
         self._drivers[bmc.machine_id] = (fingerprint, driver)
         return driver
@@ -619,44 +470,6 @@ class PowerService:
                 await self._store.set_power_state(bmc.machine_id, state, describe)
         finally:
             self._busy.discard(bmc.machine_id)
-
-
-async def _check_config(kind: DriverKind, config: BmcConfig, env: DriverEnv) -> None:
-    """Make (and drop) a driver: what only the driver can check (a webhook's URLs, a regular
-    expression, a Redfish address) is refused now, not at the first power operation."""
-    try:
-        driver = kind.create(config, env)
-    except (ValueError, PowerError) as exc:
-        message = exc.message if isinstance(exc, PowerError) else str(exc)
-        field = "address" if message.startswith("address") else "options"
-        raise InvalidInput(field, message) from None
-    await driver.close()
-
-
-def _bmc_set_event(
-    machine: Machine, actor: str, request: BmcRequest, merged: MergedBmc
-) -> NewEvent:
-    """The event of a BMC set: names of secrets at most, never a value."""
-    message = f"BMC of {machine.hostname} set: driver {request.driver}" + (
-        f" at {request.address}" if request.address else ""
-    )
-    if merged.dropped:
-        message += (
-            f"; the stored {', '.join(merged.dropped)} dropped, as the driver, address or a"
-            " target option changed: set them again with the new settings"
-        )
-    return NewEvent(
-        "power.bmc_set",
-        message,
-        machine=machine.system_id,
-        data={
-            "user": actor,
-            "driver": request.driver,
-            "address": request.address,
-            "username": request.username,
-            "secrets_dropped": list(merged.dropped),
-        },
-    )
 
 
 async def _drive(driver: PowerDriver, op: PowerOp) -> PowerState | None:  # noqa: PLR0911

@@ -26,7 +26,7 @@ after `IDLE_EXIT` seconds without calls.
   hard disk for disk; `once` clears the persistent bit. The flags ask for legacy (BIOS) boot:
   IPMI has no "either" setting, and most UEFI BMCs apply the device regardless.
 
-Errors (`power_error`): wrong user, password or k_g, a refused privilege level, a cipher suite
+Errors (`ipmi_errors.power_error`): wrong user, password or k_g, a refused privilege level, a cipher suite
 or command the BMC lacks are fatal; no answer, a busy BMC and anything else are retryable.
 Every message names the BMC as host[:port].
 """
@@ -49,11 +49,11 @@ from edgebox.drivers.power.base import (
     FatalPowerError,
     OptionSpec,
     PowerDriver,
-    PowerError,
     RetryablePowerError,
     Target,
     check_options,
 )
+from edgebox.drivers.power.ipmi_errors import DEFAULT_PORT, bmc_name, power_error, seconds
 from edgebox.drivers.power.ipmi_protocol import (
     Failure,
     ProtocolError,
@@ -69,7 +69,6 @@ from edgebox.drivers.power.worker_slots import WorkerSlots
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 623
 # A worker logs out and ends after this many seconds without a call: BMCs drop sessions idle
 # for 30-60 s, and a worker costs ~30 MiB. A worker idle for STALE_AFTER is not reused (it may
 # be ending on its own just as a request reaches it).
@@ -133,60 +132,6 @@ def parse_k_g(text: str) -> str:
     if len(key) > 20:
         raise ValueError(f"option k_g: at most 20 bytes (40 hex digits), got {len(key)}")
     return key.hex()
-
-
-def bmc_name(host: str, port: int) -> str:
-    """How messages name the BMC: the host, and the port when it is not IPMI's 623."""
-    if port == DEFAULT_PORT:
-        return host
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.1f}".rstrip("0").rstrip(".")
-
-
-# Retrying cannot help with these: a person must fix the settings or the BMC.
-FATAL_FAILURES = frozenset(
-    {Failure.CREDENTIALS, Failure.PRIVILEGE, Failure.CIPHER_SUITE, Failure.UNSUPPORTED}
-)
-
-
-def power_error(
-    address: str,
-    failure: Failure,
-    detail: str,
-    *,
-    what: str,
-    settings: SessionSettings,
-    privilege: str,
-    elapsed: float,
-) -> PowerError:
-    """The PowerError for a failed call: whose fault, whether to retry, in one sentence."""
-    said = f" ({detail})" if detail else ""
-    user = settings.username
-    if failure is Failure.CREDENTIALS:
-        key = " or the BMC key (k_g)" if settings.k_g or "kg" in detail.lower() else ""
-        message = f"rejected the credentials for user {user!r}{key}{said}"
-    elif failure is Failure.PRIVILEGE:
-        message = f"refused {what} at privilege level {privilege} for user {user!r}{said}"
-    elif failure is Failure.CIPHER_SUITE:
-        message = (
-            f"does not accept IPMI cipher suite {settings.cipher_suite}{said}; set the"
-            " cipher_suite option to one it offers"
-        )
-    elif failure is Failure.UNSUPPORTED:
-        message = f"does not support {what}{said}"
-    elif failure is Failure.NO_ANSWER:
-        said = "" if detail.lower() in ("", "timeout") else said
-        message = f"no answer within {_seconds(elapsed)} s{said}"
-    elif failure is Failure.BUSY:
-        message = f"is busy and refused {what} for now{said}"
-    else:
-        message = f"{what} failed{said}"
-    if failure in FATAL_FAILURES:
-        return FatalPowerError(address, message)
-    return RetryablePowerError(address, message)
 
 
 # The lock of each BMC (event loop, host, port), shared by the drivers alive for it. An
@@ -287,11 +232,11 @@ class IpmiDriver:
                 self._waiting_for_slot = False
                 raise RetryablePowerError(
                     self.address,
-                    f"no IPMI worker free within {_seconds(self._timeout)} s: all"
+                    f"no IPMI worker free within {seconds(self._timeout)} s: all"
                     f" {self._slots.limit} (power.ipmi_max_workers) are busy",
                 ) from None
             raise RetryablePowerError(
-                self.address, f"no answer within {_seconds(self._timeout)} s"
+                self.address, f"no answer within {seconds(self._timeout)} s"
             ) from None
         except (ValueError, OSError) as exc:  # garbage, a broken pipe, no executable
             await self._kill_worker()
