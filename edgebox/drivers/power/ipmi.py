@@ -26,9 +26,9 @@ after `IDLE_EXIT` seconds without calls.
   hard disk for disk; `once` clears the persistent bit. The flags ask for legacy (BIOS) boot:
   IPMI has no "either" setting, and most UEFI BMCs apply the device regardless.
 
-Errors (`ipmi_errors.power_error`): wrong user, password or k_g, a refused privilege level, a cipher suite
-or command the BMC lacks are fatal; no answer, a busy BMC and anything else are retryable.
-Every message names the BMC as host[:port].
+Errors (`ipmi_errors.power_error`): wrong user, password or k_g, a refused privilege level, a
+cipher suite or command the BMC lacks are fatal; no answer, a busy BMC and anything else are
+retryable. Every message names the BMC as host[:port].
 """
 
 from __future__ import annotations
