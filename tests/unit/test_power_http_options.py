@@ -10,6 +10,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.client_reqrep import RequestInfo
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from edgebox.domain.power import BootDevice, PowerState
 from edgebox.drivers.power import redfish, webhook
@@ -267,16 +270,24 @@ def test_transport_errors_without_a_socket() -> None:
     assert "https port spoken to over http" in str(hint)
 
 
-def test_an_answer_that_is_not_http_is_not_quoted() -> None:
+def test_an_answer_that_is_not_http_is_not_quoted_and_the_log_holds_no_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="edgebox.drivers.power")
+    sent = CIMultiDictProxy(CIMultiDict({"Authorization": "Basic c2VjcmV0LXB3"}))
+    url = URL("http://bmc1/on?token=t0k-123")
     garbage = aiohttp.ClientResponseError(
-        None,  # type: ignore[arg-type]
+        RequestInfo(url, "POST", sent, url),
         (),
         message="Bad status line 'SSH-2.0-OpenSSH_9.2 internal banner'",
     )
-    error = transport_error("bmc1", "GET /", garbage, timeout_s=7, scheme="http")
+    error = transport_error("bmc1", "POST /on", garbage, timeout_s=7, scheme="http")
     assert isinstance(error, FatalPowerError)
     assert "the answer is not HTTP" in str(error)
     assert "OpenSSH" not in str(error)
+    assert "OpenSSH" in caplog.text  # the detail is in the debug log...
+    assert "c2VjcmV0LXB3" not in caplog.text  # ...but not the request's credentials
+    assert "t0k-123" not in caplog.text
 
 
 def test_urls_with_credentials_are_refused() -> None:

@@ -263,7 +263,9 @@ def transport_error(  # noqa: PLR0911 (one return per kind of failure, in the or
             address, f"{what}: the BMC closed the connection without answering{hint}"
         )
     # What follows may quote the bytes that came back: those go to the debug log only.
-    log.debug("http power request failed address=%s what=%s error=%r", address, what, exc)
+    log.debug(
+        "http power request failed address=%s what=%s error=%s", address, what, _described(exc)
+    )
     if isinstance(exc, aiohttp.ClientResponseError):
         # The bytes that came back were not HTTP at all: a wrong port or protocol.
         hint = " (an https port spoken to over http?)" if scheme == "http" else ""
@@ -271,6 +273,14 @@ def transport_error(  # noqa: PLR0911 (one return per kind of failure, in the or
             address, f"{what}: the answer is not HTTP{hint} (details in the debug log)"
         )
     return RetryablePowerError(address, f"{what}: {type(exc).__name__} (details in the debug log)")
+
+
+def _described(exc: BaseException) -> str:
+    """An exception for the log, without what aiohttp's repr carries along: the request's
+    headers (the Authorization header among them) and its URL (a query may hold a token)."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def basic_credentials(username: str, password: str) -> str:
