@@ -233,7 +233,8 @@ class IpmiDriver:
                 raise RetryablePowerError(
                     self.address,
                     f"no IPMI worker free within {seconds(self._timeout)} s: all"
-                    f" {self._slots.limit} (power.ipmi_max_workers) are busy",
+                    f" {self._slots.limit} (power.ipmi_max_workers) are busy; it is retried,"
+                    " or raise power.ipmi_max_workers",
                 ) from None
             raise RetryablePowerError(
                 self.address, f"no answer within {seconds(self._timeout)} s"

@@ -353,7 +353,8 @@ class RedfishDriver:
             raise FatalPowerError(
                 self._address,
                 f"{method}: the BMC points to {url.origin()}, another host than its own; edgebox"
-                " sends the BMC's credentials only to the BMC's address",
+                " sends the BMC's credentials only to the BMC's address (if that is the BMC under"
+                " another name, set the address to it)",
             )
         if self._session is None:
             self._session = await open_session(

@@ -68,7 +68,8 @@ async def test_a_call_that_finds_no_free_worker_within_its_deadline_says_so(rig:
     with pytest.raises(RetryablePowerError) as caught:
         await waiting.query()
     assert str(caught.value) == (
-        "BMC ok:624: no IPMI worker free within 1 s: all 1 (power.ipmi_max_workers) are busy"
+        "BMC ok:624: no IPMI worker free within 1 s: all 1 (power.ipmi_max_workers) are busy;"
+        " it is retried, or raise power.ipmi_max_workers"
     )
     assert waiting.worker_pid is None and rig.slots.waiting == 0
     hung.cancel()  # the stuck call is given up: its worker is killed, its slot freed
