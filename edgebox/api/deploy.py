@@ -36,7 +36,7 @@ from edgebox.api.request_input import bad, json_object, opt_str, opt_str_list, q
 from edgebox.api.routing import Param, Route, principal
 from edgebox.api.schemas import INT, STR, STR_LIST, ref
 from edgebox.domain.allocation import Constraints
-from edgebox.domain.auth import Permission
+from edgebox.domain.auth import Permission, Role
 from edgebox.domain.deployment import (
     DeployInputError,
     DeployRequest,
@@ -90,7 +90,10 @@ def _release_request(request: web.Request, body: dict[str, Any]) -> ReleaseReque
         erase = parse_erase(opt_str(body, "erase"))
     except DeployInputError as exc:
         raise bad(exc.field, exc.detail) from None
-    return ReleaseRequest(principal(request).user, erase, opt_str(body, "comment") or "")
+    who = principal(request)
+    return ReleaseRequest(
+        who.user, erase, opt_str(body, "comment") or "", admin=who.role is Role.ADMIN
+    )
 
 
 def _constraints(body: dict[str, Any]) -> Constraints:
@@ -270,7 +273,8 @@ ROUTES = [
         "/release",
         bulk_release,
         Permission.OPERATE,
-        "Release many machines, by list and/or filter, erasing their disks as asked",
+        "Release many machines, by list and/or filter, erasing their disks as asked (each"
+        " only by its owner or an admin)",
         "deploy",
         body={
             "type": "object",

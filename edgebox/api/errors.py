@@ -1,9 +1,10 @@
 """Every failure leaves the API as JSON: `{"error": code, "message": text[, "field": name]}`.
 
-Handlers raise domain errors (`NotFound`, `Conflict`, `InvalidInput`, `IllegalTransition`) or
-`ApiError`; the middleware maps them to a status code. aiohttp's own HTTP errors (unknown path,
-wrong method) are rewritten to the same shape, and anything unexpected becomes a 500 whose
-message points to the log line that holds the traceback — never the traceback itself.
+Handlers raise domain errors (`NotFound`, `Forbidden`, `Conflict`, `InvalidInput`,
+`IllegalTransition`) or `ApiError`; the middleware maps them to a status code. aiohttp's own
+HTTP errors (unknown path, wrong method) are rewritten to the same shape, and anything
+unexpected becomes a 500 whose message points to the log line that holds the traceback —
+never the traceback itself.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from edgebox.domain.errors import Conflict, EdgeboxError, InvalidInput, NotFound
+from edgebox.domain.errors import Conflict, EdgeboxError, Forbidden, InvalidInput, NotFound
 from edgebox.domain.lifecycle import IllegalTransition
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def _known(exc: Exception) -> web.Response:
 
 _DOMAIN_ERRORS: list[tuple[type[Exception], tuple[int, str]]] = [
     (NotFound, (404, "not_found")),
+    (Forbidden, (403, "forbidden")),
     (IllegalTransition, (409, "illegal_action")),
     (Conflict, (409, "conflict")),
 ]

@@ -11,14 +11,16 @@ from aiohttp import WSMsgType, web
 from edgebox.api.context import context
 from edgebox.api.json_shapes import event_json
 from edgebox.api.request_input import query_int
-from edgebox.api.routing import Param, Route
+from edgebox.api.routing import Param, Route, principal
 from edgebox.api.schemas import INT, STR, ref
 from edgebox.domain.auth import Permission
 from edgebox.services.event_bus import Ended, Lagging, Subscription
+from edgebox.services.event_service import EventService
 
 log = logging.getLogger(__name__)
 
 BACKLOG_BATCH = 500
+REVOKED = b"the API token was revoked; reconnect with a valid token"
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -34,44 +36,83 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     """Backlog after `after` first, then live events; one JSON event per text message.
 
     The subscription starts before the backlog is read, and live events at or below the last
-    seq already sent are skipped: nothing committed in between is lost or sent twice.
+    seq already sent are skipped: nothing committed in between is lost or sent twice. Revoking
+    the caller's token ends the stream at once (close code 1008, policy violation).
     """
     after = query_int(request, "after", 0, 0, 2**62)
     machine = request.query.get("machine")
     ctx = context(request)
     ws = web.WebSocketResponse(heartbeat=30.0)
-    await ws.prepare(request)
-    with ctx.events.subscribe() as sub:
-        sent = after
-        while True:
-            batch = await ctx.events.after(sent, BACKLOG_BATCH, machine)
-            for event in batch:
-                await ws.send_json(event_json(event))
-                sent = event.seq
-            if len(batch) < BACKLOG_BATCH:
-                break
-        # One task per stream reads the client's side, so that its close ends the stream; it
-        # is awaited below, never left behind.
-        reader = asyncio.create_task(_drain_client(ws, sub))
-        try:
-            while not ws.closed:
-                try:
-                    event = await sub.next()
-                except Ended:
-                    break
-                except Lagging:
-                    await ws.close(code=1013, message=b"too far behind; reconnect with after=seq")
-                    break
-                if event.seq <= sent or (machine is not None and event.machine != machine):
-                    continue
-                await ws.send_json(event_json(event))
-                sent = event.seq
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-            await ws.close()
+    revoked = asyncio.Event()
+    with (
+        ctx.events.subscribe() as sub,
+        ctx.auth.revocation_watch(principal(request).token_id, lambda: _revoke(revoked, sub)),
+    ):
+        await ws.prepare(request)
+        await _follow(ws, sub, events=ctx.events, after=after, machine=machine, revoked=revoked)
     return ws
+
+
+def _revoke(revoked: asyncio.Event, sub: Subscription) -> None:
+    revoked.set()
+    sub.end()
+
+
+async def _follow(
+    ws: web.WebSocketResponse,
+    sub: Subscription,
+    *,
+    events: EventService,
+    after: int,
+    machine: str | None,
+    revoked: asyncio.Event,
+) -> None:
+    sent = await _send_backlog(ws, events, after, machine, revoked)
+    # One task per stream reads the client's side, so that its close ends the stream; it is
+    # awaited below, never left behind.
+    reader = asyncio.create_task(_drain_client(ws, sub))
+    try:
+        while not ws.closed:
+            try:
+                event = await sub.next()
+            except Ended:  # the client left, edgebox stops, or the token was revoked
+                if revoked.is_set():
+                    await ws.close(code=1008, message=REVOKED)
+                break
+            except Lagging:
+                await ws.close(code=1013, message=b"too far behind; reconnect with after=seq")
+                break
+            if event.seq <= sent or (machine is not None and event.machine != machine):
+                continue
+            await ws.send_json(event_json(event))
+            sent = event.seq
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await ws.close()
+
+
+async def _send_backlog(
+    ws: web.WebSocketResponse,
+    events: EventService,
+    after: int,
+    machine: str | None,
+    revoked: asyncio.Event,
+) -> int:
+    """Send the events after `after`, in batches; the last seq sent. Stops early when the
+    token is revoked (the subscription has ended by then: the live loop closes the stream)."""
+    sent = after
+    while not revoked.is_set():
+        batch = await events.after(sent, BACKLOG_BATCH, machine)
+        for event in batch:
+            if revoked.is_set():
+                break
+            await ws.send_json(event_json(event))
+            sent = event.seq
+        if len(batch) < BACKLOG_BATCH:
+            break
+    return sent
 
 
 async def _drain_client(ws: web.WebSocketResponse, sub: Subscription) -> None:

@@ -23,7 +23,7 @@ from edgebox.api.request_input import (
 )
 from edgebox.api.routing import Param, Route, principal
 from edgebox.api.schemas import INT, STR, STR_LIST, page_of, ref
-from edgebox.domain.auth import Permission
+from edgebox.domain.auth import Permission, Role
 from edgebox.domain.identifiers import parse_mac
 from edgebox.domain.lifecycle import Action, Status
 from edgebox.domain.models import MachineChanges, MachineFilter
@@ -123,7 +123,10 @@ async def update_machine(request: web.Request) -> web.Response:
 
 
 async def delete_machine(request: web.Request) -> web.Response:
-    await context(request).machines.delete(request.match_info["system_id"], principal(request).user)
+    who = principal(request)
+    await context(request).machines.delete(
+        request.match_info["system_id"], who.user, admin=who.role is Role.ADMIN
+    )
     return web.Response(status=204)
 
 
@@ -238,7 +241,7 @@ ROUTES = [
         "/machines/{system_id}",
         delete_machine,
         Permission.OPERATE,
-        "Delete a machine",
+        "Delete a machine (one allocated to a user: only that user or an admin)",
         "machines",
         params=[_ID],
         responses={204: None},

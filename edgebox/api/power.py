@@ -16,7 +16,8 @@ from edgebox.api.schemas import BOOL, INT, STR
 from edgebox.domain.auth import Permission
 from edgebox.domain.power import PowerOp
 from edgebox.drivers.power.registry import DRIVER_NAMES
-from edgebox.services.power_service import BmcView, BulkItem, PowerService
+from edgebox.services.bmc_settings import BmcView
+from edgebox.services.power_service import BulkItem, PowerService
 from edgebox.storage.power_store import PowerOpRecord
 
 MAX_OPS_QUERY = 1000
@@ -30,13 +31,19 @@ def _power(request: web.Request) -> PowerService:
 
 
 def bmc_json(view: BmcView) -> dict[str, Any]:
-    return {
+    """A BMC, never a secret: `has_password`, `has_<option>` for each secret option (`has_k_g`,
+    `has_headers`, with `header_names`), and the other options."""
+    shown = {
         "driver": view.driver,
         "address": view.address,
         "username": view.username,
         "has_password": view.has_password,
+        **view.secrets,
         "options": dict(view.options),
     }
+    if view.dropped:
+        shown["secrets_dropped"] = list(view.dropped)
+    return shown
 
 
 def op_json(op: PowerOpRecord) -> dict[str, Any]:
@@ -166,7 +173,23 @@ _BMC = {
         "address": STR,
         "username": STR,
         "has_password": BOOL,
-        "options": {"type": "object"},
+        "has_k_g": {**BOOL, "description": "ipmi: a BMC key (k_g) is set (never shown)"},
+        "has_headers": {**BOOL, "description": "webhook: extra headers are set"},
+        "header_names": {
+            "type": "array",
+            "items": STR,
+            "description": "webhook: the names of the extra headers (never their values)",
+        },
+        "secrets_dropped": {
+            "type": "array",
+            "items": STR,
+            "description": "after a PUT: stored secrets dropped because the driver, address or"
+            " a target option changed and they were not given again",
+        },
+        "options": {
+            "type": "object",
+            "description": "the options that are not secret",
+        },
     },
 }
 _OP = {
@@ -210,8 +233,16 @@ ROUTES = [
                 "driver": {"type": "string", "enum": list(DRIVER_NAMES)},
                 "address": STR,
                 "username": STR,
-                "password": {**STR, "description": "omit to keep the stored password"},
-                "options": {"type": "object"},
+                "password": {
+                    **STR,
+                    "description": "omit to keep the stored password (dropped if the driver,"
+                    ' address or a target option changes); "" removes it',
+                },
+                "options": {
+                    "type": "object",
+                    "description": "driver options; a secret one (k_g, headers) left out keeps"
+                    " its stored value like the password",
+                },
             },
             "required": ["driver"],
             "additionalProperties": False,

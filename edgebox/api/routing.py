@@ -15,7 +15,7 @@ from aiohttp import web
 
 from edgebox.api.context import context
 from edgebox.api.errors import ApiError
-from edgebox.domain.auth import Permission, Principal, allows
+from edgebox.domain.auth import Permission, Principal, Role, allows
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Schema = Mapping[str, Any]
@@ -42,9 +42,16 @@ class Route:
     params: Sequence[Param] = ()
     body: Schema | None = None
     responses: Mapping[int, Schema | None] = field(default_factory=dict)
+    # Why the permission is what it is, for the 403 of a caller whose role is short of it.
+    why: str = ""
 
 
 API_PREFIX = "/api/v1"
+_ROLE_FOR = {
+    Permission.READ: Role.VIEWER.value,
+    Permission.OPERATE: Role.OPERATOR.value,
+    Permission.ADMIN: Role.ADMIN.value,
+}
 
 
 def register(app: web.Application, routes: Sequence[Route]) -> None:
@@ -66,11 +73,13 @@ def _guarded(route: Route) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         who = await _authenticate(request)
         if not allows(who.role, needed):
+            why = f" ({route.why})" if route.why else ""
             raise ApiError(
                 403,
                 "forbidden",
                 f"user {who.user} has role {who.role.value}, which may not "
-                f"{route.method} {API_PREFIX}{route.path}",
+                f"{route.method} {API_PREFIX}{route.path}: it needs role {_ROLE_FOR[needed]}"
+                f"{why}; ask an admin to do it, or for a token with that role",
             )
         request[PRINCIPAL] = who
         return await route.handler(request)

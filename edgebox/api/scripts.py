@@ -1,5 +1,8 @@
 """The /scripts endpoints: commissioning, testing and release scripts, every version kept.
 
+Uploading and deleting scripts are for admins: a script runs as root on every machine that is
+commissioned or tested, so whoever may upload one may run anything on them. Anyone may read.
+
 A script is uploaded as its own text (`Content-Type: text/plain` or any non-JSON type), or as
 JSON `{"content": "..."}`. Its metadata header is validated on upload; a bad header is a 400
 whose message names the line and the field ("line 7: timeout: expected seconds or ...").
@@ -20,7 +23,7 @@ from edgebox.api.schemas import BOOL, INT, STR, TIME
 from edgebox.domain.auth import Permission
 from edgebox.domain.script_metadata import MetadataError, ScriptType, metadata_to_json
 from edgebox.domain.script_runs import StoredScript
-from edgebox.services.script_service import Forbidden, ScriptService
+from edgebox.services.script_service import ScriptService
 from edgebox.services.script_yaml import MAX_SCRIPT_BYTES
 
 
@@ -94,10 +97,7 @@ async def get_script(request: web.Request) -> web.Response:
 
 async def delete_script(request: web.Request) -> web.Response:
     who = principal(request)
-    try:
-        await _scripts(request).delete(request.match_info["name"], who.user, who.role)
-    except Forbidden as exc:
-        raise ApiError(403, "forbidden", str(exc)) from None
+    await _scripts(request).delete(request.match_info["name"], who.user, who.role)
     return web.Response(status=204)
 
 
@@ -123,6 +123,9 @@ SCRIPT_SCHEMA: dict[str, Any] = {
     "required": ["name", "version", "type", "builtin"],
 }
 _NAME = Param("name", STR, "the script's name", where="path", required=True)
+# Why uploading (or deleting) a script is an admin's: what is uploaded runs as root on every
+# machine that is commissioned or tested, and deleting one changes what runs.
+_AS_ROOT = "scripts run as root on every machine commissioned or tested"
 
 ROUTES = [
     Route(
@@ -144,9 +147,11 @@ ROUTES = [
         "POST",
         "/scripts",
         upload_script,
-        Permission.OPERATE,
-        "Upload a script (the text itself, or JSON {content}); a known name gets a new version",
+        Permission.ADMIN,
+        "Upload a script (the text itself, or JSON {content}); a known name gets a new version."
+        " Admins only: scripts run as root on every machine commissioned",
         "scripts",
+        why=_AS_ROOT,
         body={
             "type": "object",
             "properties": {"content": STR},
@@ -178,9 +183,11 @@ ROUTES = [
         "DELETE",
         "/scripts/{name}",
         delete_script,
-        Permission.OPERATE,
-        "Delete a user's script (every version; results keep theirs). Built-ins cannot be",
+        Permission.ADMIN,
+        "Delete a user's script (every version; results keep theirs). Built-ins cannot be."
+        " Admins only",
         "scripts",
+        why=_AS_ROOT,
         params=[_NAME],
         responses={204: None},
     ),

@@ -317,9 +317,19 @@ def _bmc_line(bmc: Mapping[str, Any]) -> str:
     if bmc.get("username"):
         parts.append(f"user {bmc['username']}")
     parts.append("password set" if bmc.get("has_password") else "no password")
+    for key, value in sorted(bmc.items()):
+        if key.startswith("has_") and key not in ("has_password", "has_headers") and value:
+            parts.append(f"{key.removeprefix('has_')} set")
+    if bmc.get("header_names"):
+        parts.append("headers " + ", ".join(bmc["header_names"]) + " (values hidden)")
     options = bmc.get("options") or {}
     if options:
         parts.append(", ".join(f"{k}={v}" for k, v in sorted(options.items())))
+    if bmc.get("secrets_dropped"):
+        parts.append(
+            f"stored {', '.join(bmc['secrets_dropped'])} dropped: the BMC now points elsewhere,"
+            " give them again"
+        )
     return "; ".join(parts)
 
 

@@ -135,6 +135,8 @@ class ReleaseRequest:
     actor: str
     erase: EraseMode = EraseMode.NONE
     comment: str = ""
+    # The actor is an admin, who may release machines allocated to others (`ownership`).
+    admin: bool = False
 
 
 class DeployInputError(ValueError):

@@ -14,6 +14,11 @@ class NotFound(EdgeboxError):
         self.key = key
 
 
+class Forbidden(EdgeboxError):
+    """The caller may not do this to this object (a machine allocated to someone else, a
+    script someone else uploaded); the message says who may."""
+
+
 class Conflict(EdgeboxError):
     """The request is valid but clashes with what exists (a MAC already taken, ...)."""
 

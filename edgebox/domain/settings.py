@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from edgebox.domain.commissioning_settings import CommissioningSettings
 from edgebox.domain.deploy_settings import DeploySettings
+from edgebox.domain.power_targets import TargetError, TargetPolicy, parse_target_policy
 from edgebox.domain.tftp_settings import TftpSettings, check_tftp_settings
 
 T = TypeVar("T")
@@ -162,6 +163,15 @@ class PowerSettings:
     poll_interval: int = field(default=300, metadata={"min": 0, "max": 86400})
     # Seconds one driver call may take before it counts as a timeout (retryable).
     call_timeout: float = field(default=30.0, metadata={"min": 1.0, "max": 600.0})
+    # IPMI worker processes (one per BMC in use, ~30 MiB each) alive at once. A call that
+    # needs one beyond this waits, within its deadline, for an idle one to end.
+    ipmi_max_workers: int = field(default=32, metadata={"min": 1, "max": 1024})
+    # Networks (CIDRs, or single addresses) power drivers may connect to although they are
+    # refused by default: loopback, link-local, multicast; a cloud metadata address only when
+    # listed exactly (see domain/power_targets.py). E.g. [127.0.0.1/32] for BMC simulators.
+    allow_targets: tuple[str, ...] = ()
+    # Only the networks in allow_targets may be power targets at all.
+    allow_targets_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +250,7 @@ def parse_settings(data: object, source: str, default_dir: str) -> Settings:
 
     check_dhcp_settings(settings.dhcp, source)
     check_tftp_settings(settings.tftp, source)
+    _check_power(settings.power, source)
     return settings
 
 
@@ -259,6 +270,24 @@ def _check_hosts(settings: Settings, source: str) -> None:
                 f"{source}: {key}.host: expected an IP address such as 127.0.0.1, "
                 f"got {listen.host!r}"
             ) from None
+
+
+def _check_power(power: PowerSettings, source: str) -> None:
+    for i, entry in enumerate(power.allow_targets):
+        try:
+            parse_target_policy([entry])
+        except TargetError as exc:
+            raise ConfigError(f"{source}: power.allow_targets[{i}]: {exc}") from None
+    if power.allow_targets_only and not power.allow_targets:
+        raise ConfigError(
+            f"{source}: power.allow_targets_only: true, but power.allow_targets is empty, so"
+            " no BMC could be reached; list the BMC networks in power.allow_targets"
+        )
+
+
+def power_target_policy(power: PowerSettings) -> TargetPolicy:
+    """The checked allow-list of `power` as a policy (parse_settings checked its entries)."""
+    return parse_target_policy(power.allow_targets, only_allowed=power.allow_targets_only)
 
 
 def _build(cls: type[Any], data: object, source: str, path: str) -> object:

@@ -1,8 +1,15 @@
-"""API authentication: bearer tokens to principals, the first admin, token management."""
+"""API authentication: bearer tokens to principals, the first admin, token management.
+
+A token is checked at each request; a request that lasts (a WebSocket following the event
+log) watches its token instead (`revocation_watch`): revoking the token calls the watcher at
+once, so a revoked token does not keep a live view of the site open.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable, Iterator
 
 from edgebox.domain.auth import Principal, Role, TokenInfo, hash_token, new_token
 from edgebox.services.clock import Clock
@@ -20,6 +27,10 @@ class AuthService:
         self._store = store
         self._clock = clock
         self._touched: dict[int, float] = {}
+        self._watchers: dict[int, set[Callable[[], None]]] = {}
+        # Revoked by this process: a request authenticated just before the revoke may start
+        # watching just after it, and must still be told.
+        self._revoked: set[int] = set()
 
     async def authenticate(self, token: str) -> Principal | None:
         principal = await self._store.principal_for(hash_token(token))
@@ -64,5 +75,26 @@ class AuthService:
     async def revoke(self, token_id: int) -> TokenInfo:
         info = await self._store.revoke_token(token_id)
         self._touched.pop(token_id, None)
-        log.info("token revoked id=%d user=%s", token_id, info.user)
+        self._revoked.add(token_id)
+        watchers = list(self._watchers.get(token_id, ()))
+        for on_revoked in watchers:
+            on_revoked()
+        log.info(
+            "token revoked id=%d user=%s open_streams_closed=%d", token_id, info.user, len(watchers)
+        )
         return info
+
+    @contextlib.contextmanager
+    def revocation_watch(self, token_id: int, on_revoked: Callable[[], None]) -> Iterator[None]:
+        """Call `on_revoked` (once, without blocking) when the token is revoked while the
+        block runs, or at once if it was revoked since it was checked."""
+        watchers = self._watchers.setdefault(token_id, set())
+        watchers.add(on_revoked)
+        try:
+            if token_id in self._revoked:
+                on_revoked()
+            yield
+        finally:
+            watchers.discard(on_revoked)
+            if not watchers:
+                self._watchers.pop(token_id, None)

@@ -24,6 +24,7 @@ from edgebox.domain.models import (
     NewEvent,
     NewMachine,
 )
+from edgebox.domain.ownership import check_owner
 from edgebox.storage.machine_store import Decision, MachinePage, MachineStore
 
 log = logging.getLogger(__name__)
@@ -132,9 +133,12 @@ class MachineService:
 
         return await self._store.change(system_id, decide)
 
-    async def delete(self, system_id: str, actor: str) -> Machine:
+    async def delete(self, system_id: str, actor: str, *, admin: bool = False) -> Machine:
+        """Delete a machine; one allocated to a user only by that user or an admin."""
+
         def decide(machine: Machine) -> list[NewEvent]:
             lifecycle.apply(machine.lifecycle, Action.DELETE)
+            check_owner(machine, actor, admin=admin, doing="delete")
             return [
                 NewEvent(
                     "machine.deleted",

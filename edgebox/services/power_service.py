@@ -1,4 +1,5 @@
-"""Power control: machines' BMC settings, and the power queue that drives the BMCs.
+"""Power control: the power queue that drives the machines' BMCs (their settings are kept by
+`bmc_settings`).
 
 The queue is durable (`power_ops`). It runs one operation per machine at a time, in the order
 they were asked for, at most `power.max_concurrent` at once across the site; an operation that
@@ -22,22 +23,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgebox.domain import lifecycle
-from edgebox.domain.errors import Conflict, InvalidInput, NotFound
+from edgebox.domain.errors import Conflict, NotFound
 from edgebox.domain.lifecycle import Action
 from edgebox.domain.models import EventLevel, Machine, MachineFilter, NewEvent
 from edgebox.domain.power import BootDevice, PowerOp, PowerOpState, PowerState
-from edgebox.domain.settings import PowerSettings
+from edgebox.domain.settings import PowerSettings, power_target_policy
 from edgebox.drivers.power.base import (
-    BmcConfig,
-    DriverKind,
+    DriverEnv,
     FatalPowerError,
     ManualActionRequired,
     PowerDriver,
     PowerError,
     RetryablePowerError,
-    check_options,
 )
 from edgebox.drivers.power.registry import driver_kind
+from edgebox.drivers.power.targets import TargetGuard
+from edgebox.drivers.power.worker_slots import WorkerSlots
+from edgebox.services.bmc_settings import BmcSettings, BmcView, DriverFactory
 from edgebox.services.clock import Clock
 from edgebox.services.secret_box import SecretBox, SecretError
 from edgebox.storage.machine_store import MachineStore
@@ -46,6 +48,7 @@ from edgebox.storage.power_store import BmcRecord, PowerOpRecord, PowerStore
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
+RESOLVE_TIMEOUT = 5.0  # seconds to resolve a BMC's host name when it is set
 BULK_LIMIT = 10_000
 
 _ACTIONS = {
@@ -67,17 +70,6 @@ _WORDS = {
 
 
 @dataclass(frozen=True, slots=True)
-class BmcView:
-    """A machine's BMC as the API shows it: never the password, only whether there is one."""
-
-    driver: str
-    address: str
-    username: str
-    has_password: bool
-    options: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
 class BmcTest:
     ok: bool
     power_state: PowerState
@@ -93,9 +85,6 @@ class BulkItem:
     refused: str = ""
 
 
-DriverFactory = Callable[[str], DriverKind]
-
-
 class PowerService:
     def __init__(
         self,
@@ -106,13 +95,19 @@ class PowerService:
         secrets: SecretBox,
         clock: Clock,
         kinds: DriverFactory = driver_kind,
+        env: DriverEnv | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._machines = machines
-        self._secrets = secrets
         self._clock = clock
-        self._kinds = kinds
+        # What every driver shares: the target check and the cap on IPMI worker processes.
+        self._env = env or DriverEnv(
+            TargetGuard(power_target_policy(settings)), WorkerSlots(settings.ipmi_max_workers)
+        )
+        self._bmcs = BmcSettings(
+            store=store, machines=machines, secrets=secrets, kinds=kinds, env=self._env
+        )
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.max_concurrent)
         self._busy: set[int] = set()  # machines with a driver call in flight
@@ -121,9 +116,7 @@ class PowerService:
     # -- BMC settings -----------------------------------------------------------------------
 
     async def bmc(self, system_id: str) -> BmcView | None:
-        await self._machines.get(system_id)  # NotFound for an unknown machine
-        record = await self._store.bmc(system_id)
-        return _view(record) if record else None
+        return await self._bmcs.view(system_id)
 
     async def has_bmc(self, machine_id: int) -> bool:
         return await self._store.bmc_by_id(machine_id) is not None
@@ -139,58 +132,21 @@ class PowerService:
         password: str | None = None,
         options: Mapping[str, object] | None = None,
     ) -> BmcView:
-        """Set (replace) the machine's BMC. A None password keeps the stored one."""
-        machine = await self._machines.get(system_id)
-        try:
-            kind = self._kinds(driver)
-        except ValueError as exc:
-            raise InvalidInput("driver", str(exc)) from None
-        try:
-            checked = check_options(kind, options or {})
-        except ValueError as exc:
-            raise InvalidInput("options", str(exc)) from None
-        if kind.needs_address and not address.strip():
-            raise InvalidInput("address", f"the {driver} driver needs the BMC's address")
-        await _check_config(
-            kind, BmcConfig(driver, address.strip(), username, password or "", checked)
-        )
-        bound = _bound_to(machine.id)
-
-        def seal() -> bytes | None:
-            return None if password is None else self._secrets.seal(password, bound)
-
-        event = NewEvent(
-            "power.bmc_set",
-            f"BMC of {machine.hostname} set: driver {driver}"
-            + (f" at {address}" if address else ""),
-            machine=machine.system_id,
-            data={"user": actor, "driver": driver, "address": address, "username": username},
-        )
-        await self._store.set_bmc(
-            machine.id,
-            driver=driver,
-            address=address.strip(),
-            username=username,
-            seal=seal,
-            options=checked,
-            event=event,
-        )
-        await self._forget_driver(machine.id)
-        view = await self.bmc(system_id)
-        assert view is not None
+        """Set (replace) the machine's BMC; see `BmcSettings.set` for what is kept."""
+        view = await self._bmcs.set(
+            system_id, actor, driver=driver, address=address, username=username,
+            password=password, options=options,
+        )  # fmt: skip
+        await self._forget_driver((await self._machines.get(system_id)).id)
         return view
 
     async def delete_bmc(self, system_id: str, actor: str) -> None:
-        machine = await self._machines.get(system_id)
-        event = NewEvent(
-            "power.bmc_deleted",
-            f"BMC of {machine.hostname} removed",
-            machine=machine.system_id,
-            data={"user": actor},
-        )
-        if not await self._store.delete_bmc(machine.id, event):
-            raise NotFound("BMC of machine", system_id)
+        machine = await self._bmcs.delete(system_id, actor)
         await self._forget_driver(machine.id)
+
+    async def seal_plain_secret_options(self) -> int:
+        """Seal what an older edgebox stored of the secret options in plain text (at start)."""
+        return await self._bmcs.seal_plain_secret_options()
 
     async def test_bmc(self, system_id: str) -> BmcTest:
         """Query the BMC now, bypassing the queue's retries: does it answer, do the
@@ -305,6 +261,7 @@ class PowerService:
 
     async def run(self) -> None:
         """Resume what a previous run left, then run the queue and the poller until cancelled."""
+        await self.seal_plain_secret_options()
         resumed = await self._store.recover(_resumed_event)
         if resumed:
             log.info("power queue: resumed %d operation(s) left running", len(resumed))
@@ -441,7 +398,14 @@ class PowerService:
 
     async def _driver(self, bmc: BmcRecord) -> PowerDriver:
         fingerprint = json.dumps(
-            [bmc.driver, bmc.address, bmc.username, (bmc.secret or b"").hex(), bmc.options],
+            [
+                bmc.driver,
+                bmc.address,
+                bmc.username,
+                (bmc.secret or b"").hex(),
+                (bmc.secret_options or b"").hex(),
+                bmc.options,
+            ],
             sort_keys=True,
         )
         cached = self._drivers.get(bmc.machine_id)
@@ -449,15 +413,10 @@ class PowerService:
             return cached[1]
         await self._forget_driver(bmc.machine_id)
         try:
-            kind = self._kinds(bmc.driver)
-            password = (
-                self._secrets.unseal(bmc.secret, _bound_to(bmc.machine_id)) if bmc.secret else ""
-            )
-            options = check_options(kind, bmc.options)
+            kind, config = self._bmcs.config(bmc)
         except (ValueError, SecretError) as exc:
             raise FatalPowerError(bmc.address, str(exc)) from None
-        config = BmcConfig(bmc.driver, bmc.address, bmc.username, password, options)
-        driver = kind.create(config)
+        driver = kind.create(config, self._env)
         self._drivers[bmc.machine_id] = (fingerprint, driver)
         return driver
 
@@ -513,17 +472,6 @@ class PowerService:
             self._busy.discard(bmc.machine_id)
 
 
-async def _check_config(kind: DriverKind, config: BmcConfig) -> None:
-    """Make (and drop) a driver: what only the driver can check (a webhook's URLs, a regular
-    expression, a Redfish address) is refused now, not at the first power operation."""
-    try:
-        driver = kind.create(config)
-    except (ValueError, PowerError) as exc:
-        message = exc.message if isinstance(exc, PowerError) else str(exc)
-        raise InvalidInput("options", message) from None
-    await driver.close()
-
-
 async def _drive(driver: PowerDriver, op: PowerOp) -> PowerState | None:  # noqa: PLR0911
     """Carry out one operation; the power state it leaves the machine in (None: not known
     yet, e.g. a shutdown the OS is still doing)."""
@@ -550,16 +498,6 @@ async def _drive(driver: PowerDriver, op: PowerOp) -> PowerState | None:  # noqa
         await driver.set_boot_device(BootDevice.DISK, once=False)
         return None
     return await driver.query()
-
-
-def _view(record: BmcRecord) -> BmcView:
-    return BmcView(
-        record.driver, record.address, record.username, record.secret is not None, record.options
-    )
-
-
-def _bound_to(machine_id: int) -> str:
-    return f"bmc-password:machine:{machine_id}"
 
 
 def _resumed_event(op: PowerOpRecord) -> NewEvent:

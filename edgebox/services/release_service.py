@@ -1,5 +1,7 @@
 """Releasing machines: free them, power them off or erase their disks, and make them Ready.
 
+- Only the machine's owner (the user it is allocated to) or an admin may release it; anyone
+  else is refused with the owner's name (`domain.ownership`).
 - An Allocated machine is just freed (Ready, no owner); a deploy queued for it is cancelled.
 - A Deployed (or Failed deployment / Failed releasing / Failed disk erasing) machine goes
   Releasing. With erase `none` it is powered off through the power queue and goes Ready when
@@ -34,6 +36,7 @@ from edgebox.domain.deployment import (
 from edgebox.domain.errors import Conflict, EdgeboxError, NotFound
 from edgebox.domain.lifecycle import Action, IllegalTransition, Status
 from edgebox.domain.models import EventLevel, Machine, MachineFilter
+from edgebox.domain.ownership import check_owner
 from edgebox.domain.power import PowerOp, PowerOpState
 from edgebox.services.clock import Clock
 from edgebox.services.deploy_service import Bulk, BulkItem, DeployService
@@ -114,6 +117,7 @@ class ReleaseService:
         actor, erase = request.actor, request.erase
 
         def decide(machine: Machine, open_: list[Deployment]) -> ReleasePlan:
+            check_owner(machine, actor, admin=request.admin, doing="release")
             queued = {d.id: d for d in open_ if d.state is DeployState.QUEUED}
             after, event = move(machine, Action.RELEASE, actor, request.comment)
             events = [event]

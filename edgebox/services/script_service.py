@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from edgebox.domain.auth import Role
-from edgebox.domain.errors import Conflict, EdgeboxError
+from edgebox.domain.errors import Conflict, Forbidden
 from edgebox.domain.lifecycle import IllegalTransition
 from edgebox.domain.models import NewEvent
 from edgebox.domain.script_metadata import MetadataError, ScriptType
@@ -35,10 +35,6 @@ class ScriptSource:
 
     filename: str
     text: str
-
-
-class Forbidden(EdgeboxError):
-    """The caller may not do this to this object (someone else's script)."""
 
 
 class ScriptService:
@@ -75,8 +71,9 @@ class ScriptService:
         return script
 
     async def delete(self, name: str, actor: str, role: Role) -> StoredScript:
-        """Hide a user's script (all versions). Built-ins cannot be deleted; an operator may
-        delete only the scripts they uploaded, an admin any user script."""
+        """Hide a user's script (all versions). Built-ins cannot be deleted; an admin may
+        delete any user script, anyone else only their own (the API lets only admins upload
+        and delete: scripts run as root on the machines)."""
 
         def check(script: StoredScript) -> list[NewEvent]:
             if script.builtin:

@@ -34,8 +34,22 @@ class BmcRecord:
     driver: str
     address: str
     username: str
-    secret: bytes | None  # sealed; see services/secret_box.py
+    secret: bytes | None  # the password, sealed; see services/secret_box.py
+    options: dict[str, Any]  # the options that are not secret
+    secret_options: bytes | None = None  # a JSON object of the secret options, sealed
+
+
+@dataclass(frozen=True, slots=True)
+class BmcRow:
+    """What `set_bmc` writes: every column (secrets sealed), and the event that says so."""
+
+    driver: str
+    address: str
+    username: str
+    secret: bytes | None
     options: dict[str, Any]
+    secret_options: bytes | None
+    event: NewEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +84,12 @@ def _op(row: sqlite3.Row | tuple[Any, ...]) -> PowerOpRecord:
 
 
 def _bmc(row: sqlite3.Row | tuple[Any, ...]) -> BmcRecord:
-    return BmcRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]))
+    return BmcRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]), row[7])
 
 
 _BMC_SELECT = (
-    "SELECT b.machine_id, m.system_id, b.driver, b.address, b.username, b.secret, b.options "
-    "FROM bmcs b JOIN machines m ON m.id = b.machine_id"
+    "SELECT b.machine_id, m.system_id, b.driver, b.address, b.username, b.secret, b.options, "
+    "b.secret_options FROM bmcs b JOIN machines m ON m.id = b.machine_id"
 )
 
 
@@ -101,33 +115,58 @@ class PowerStore:
         )
         return [_bmc(row) for row in rows]
 
-    async def set_bmc(
-        self,
-        machine_id: int,
-        *,
-        driver: str,
-        address: str,
-        username: str,
-        seal: Callable[[], bytes | None],
-        options: dict[str, Any],
-        event: NewEvent,
-    ) -> None:
-        """Replace the machine's BMC. `seal` runs inside the transaction; returning None keeps
-        the stored secret (a change of address that does not resend the password)."""
+    async def set_bmc(self, machine_id: int, decide: Callable[[BmcRecord | None], BmcRow]) -> None:
+        """Replace the machine's BMC with what `decide` makes of the stored one (None: there is
+        none). `decide` runs inside the transaction, so what it keeps of the stored secrets is
+        what is stored when the new row commits."""
 
         def job(tx: Tx) -> None:
-            secret = seal()
+            row = tx.conn.execute(f"{_BMC_SELECT} WHERE b.machine_id = ?", (machine_id,))
+            found = row.fetchone()
+            new = decide(_bmc(found) if found else None)
             tx.conn.execute(
-                "INSERT INTO bmcs (machine_id, driver, address, username, secret, options) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (machine_id) DO UPDATE SET "
-                "driver = excluded.driver, address = excluded.address, "
-                "username = excluded.username, options = excluded.options, "
-                "secret = coalesce(excluded.secret, bmcs.secret)",
-                (machine_id, driver, address, username, secret, json.dumps(options)),
+                "INSERT INTO bmcs (machine_id, driver, address, username, secret, options, "
+                "secret_options) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (machine_id) DO UPDATE "
+                "SET driver = excluded.driver, address = excluded.address, "
+                "username = excluded.username, secret = excluded.secret, "
+                "options = excluded.options, secret_options = excluded.secret_options",
+                (
+                    machine_id,
+                    new.driver,
+                    new.address,
+                    new.username,
+                    new.secret,
+                    json.dumps(new.options),
+                    new.secret_options,
+                ),
             )
-            tx.emit(event)
+            tx.emit(new.event)
 
         await self._db.write(job)
+
+    async def move_secret_options(
+        self, before: BmcRecord, options: dict[str, Any], secret_options: bytes | None
+    ) -> bool:
+        """Store `options` and sealed `secret_options` in place of what `before` holds, unless
+        the BMC changed since `before` was read (then False, and nothing is written)."""
+
+        def job(tx: Tx) -> bool:
+            done = tx.conn.execute(
+                "UPDATE bmcs SET options = ?, secret_options = ? WHERE machine_id = ? "
+                "AND driver = ? AND address = ? AND options = ? AND secret_options IS ?",
+                (
+                    json.dumps(options),
+                    secret_options,
+                    before.machine_id,
+                    before.driver,
+                    before.address,
+                    json.dumps(before.options),
+                    before.secret_options,
+                ),
+            )
+            return done.rowcount > 0
+
+        return await self._db.write(job)
 
     async def delete_bmc(self, machine_id: int, event: NewEvent) -> bool:
         def job(tx: Tx) -> bool:

@@ -25,6 +25,7 @@ import pytest
 from aiohttp import web
 
 from tests.integration.daemon import Daemon, free_port, start, write_config
+from tests.lab.power_env import LOOPBACK_ALLOWED
 
 
 @dataclass
@@ -140,7 +141,11 @@ def wait_for(predicate: Any, what: str, timeout: float = 30) -> Any:
 
 @pytest.mark.slow
 def test_kill_9_mid_operation_then_the_queue_resumes_it(tmp_path: Path, outlet: Outlet) -> None:
-    config = write_config(tmp_path, power={"poll_interval": 0, "call_timeout": 300})
+    # The webhook receiver is on 127.0.0.1: loopback targets are refused unless allowed.
+    config = write_config(
+        tmp_path,
+        power={"poll_interval": 0, "call_timeout": 300, "allow_targets": list(LOOPBACK_ALLOWED)},
+    )
     daemon = start(config, name="first")
     try:
         daemon_token(daemon)
@@ -196,7 +201,9 @@ def edgebox_cli(daemon: Daemon, *args: str, stdin: str = "") -> subprocess.Compl
 def test_the_cli_sets_the_bmc_powers_on_from_the_network_and_shows_it(
     tmp_path: Path, outlet: Outlet
 ) -> None:
-    config = write_config(tmp_path, power={"poll_interval": 0})
+    config = write_config(
+        tmp_path, power={"poll_interval": 0, "allow_targets": list(LOOPBACK_ALLOWED)}
+    )
     daemon = start(config)
     try:
         daemon_token(daemon)

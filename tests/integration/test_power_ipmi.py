@@ -21,6 +21,7 @@ from edgebox.drivers.power.ipmi import IpmiDriver
 from edgebox.drivers.power.registry import driver_kind
 from tests.lab.ipmi_sim import HOST, IpmiSim
 from tests.lab.loop_lateness import LatenessProbe
+from tests.lab.power_env import loopback_env
 from tests.lab.processes import which
 
 Factory = Callable[..., IpmiDriver]
@@ -52,7 +53,7 @@ async def drivers() -> AsyncIterator[Factory]:
         port: int, user: str = IpmiSim.username, password: str = IpmiSim.password, **options: Any
     ) -> IpmiDriver:
         config = BmcConfig("ipmi", HOST, user, password, {"port": port, **options})
-        driver = driver_kind("ipmi").create(config)
+        driver = driver_kind("ipmi").create(config, loopback_env())
         assert isinstance(driver, IpmiDriver)
         made.append(driver)
         return driver

@@ -5,6 +5,7 @@ interoperability with a Redfish implementation we did not write."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 import time
@@ -24,6 +25,7 @@ from edgebox.drivers.power.base import (
     RetryablePowerError,
 )
 from edgebox.drivers.power.registry import driver_kind
+from tests.lab.power_env import loopback_env
 from tests.lab.redfish_server import RedfishBmc, serve_app, serve_redfish
 from tests.lab.sushy import SushyEmulator
 from tests.lab.tls_certs import make_ca, make_server_cert
@@ -43,7 +45,7 @@ async def drivers() -> AsyncIterator[Callable[[BmcConfig], PowerDriver]]:
     made: list[PowerDriver] = []
 
     def create(config: BmcConfig) -> PowerDriver:
-        driver = driver_kind("redfish").create(config)
+        driver = driver_kind("redfish").create(config, loopback_env())
         made.append(driver)
         return driver
 
@@ -171,7 +173,7 @@ async def test_service_unavailable_is_retryable_and_the_next_try_works(
     bmc, url = bmc_url
     driver = drivers(make_config(url))
     bmc.fail_next = [503]
-    with pytest.raises(RetryablePowerError, match=r"HTTP 503.*Try later"):
+    with pytest.raises(RetryablePowerError, match="HTTP 503 Service Unavailable, try again later"):
         await driver.power_on()
     await driver.power_on()
     assert bmc.resets() == ["On"]
@@ -192,9 +194,10 @@ async def test_unsupported_reset_type_is_fatal_before_anything_is_sent(
     assert bmc.resets() == ["On", "PowerCycle"]
 
 
-async def test_bad_request_is_fatal_with_the_extended_info_message(
-    drivers: Callable[[BmcConfig], PowerDriver],
+async def test_bad_request_is_fatal_with_the_extended_info_message_in_the_debug_log(
+    drivers: Callable[[BmcConfig], PowerDriver], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="edgebox.drivers.power")
     # The BMC does not advertise its allowed values, so the driver sends, and the BMC says 400.
     bmc = RedfishBmc(reset_types=("On", "ForceOff"), advertise_allowed=False)
     async with serve_redfish(bmc) as url:
@@ -203,8 +206,10 @@ async def test_bad_request_is_fatal_with_the_extended_info_message(
         with pytest.raises(FatalPowerError) as caught:
             await driver.power_off(soft=True)
     message = str(caught.value)
-    assert "HTTP 400" in message
-    assert "does not support the value GracefulShutdown" in message
+    assert "refused (HTTP 400 Bad Request)" in message
+    # What the BMC says goes to the debug log only: an error's message ends up in events.
+    assert "does not support the value GracefulShutdown" not in message
+    assert "does not support the value GracefulShutdown" in caplog.text
 
 
 async def test_unsupported_boot_target_is_fatal_before_patching(
@@ -241,16 +246,20 @@ async def test_connection_refused_is_retryable(
 
 
 async def test_a_web_server_that_is_not_redfish_is_fatal(
-    drivers: Callable[[BmcConfig], PowerDriver],
+    drivers: Callable[[BmcConfig], PowerDriver], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="edgebox.drivers.power")
+
     async def page(request: web.Request) -> web.Response:
         return web.Response(text="<html>router login</html>", content_type="text/html")
 
     app = web.Application()
     app.router.add_get("/redfish/v1", page)
     async with serve_app(app) as url:
-        with pytest.raises(FatalPowerError, match=r"not a Redfish JSON object.*router login"):
+        with pytest.raises(FatalPowerError, match=r"not a Redfish JSON object") as caught:
             await drivers(make_config(url)).query()
+    assert "router login" not in str(caught.value)
+    assert "router login" in caplog.text
 
 
 async def test_tls_verification(
@@ -302,7 +311,7 @@ async def test_close_ends_the_session_and_a_new_call_opens_another(
     bmc_url: tuple[RedfishBmc, str],
 ) -> None:
     _, url = bmc_url
-    driver = driver_kind("redfish").create(make_config(url))
+    driver = driver_kind("redfish").create(make_config(url), loopback_env())
     await driver.close()  # never used: nothing to close
     assert await driver.query() is PowerState.OFF
     await driver.close()

@@ -4,27 +4,41 @@ the mapping of HTTP answers onto fatal and retryable errors."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.client_reqrep import RequestInfo
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from edgebox.domain.power import BootDevice, PowerState
 from edgebox.drivers.power import redfish, webhook
 from edgebox.drivers.power.base import (
     BmcConfig,
+    DriverEnv,
     FatalPowerError,
     RetryablePowerError,
     check_options,
 )
 from edgebox.drivers.power.http_transport import (
+    HttpReply,
     basic_credentials,
     excerpt,
     parse_http_options,
+    parse_http_url,
     status_error,
     transport_error,
 )
+
+ENV = DriverEnv.strict()
+
+
+def reply(status: int, body: str = "", **headers: str) -> HttpReply:
+    return HttpReply(status, headers, body.encode())
+
 
 # --- Redfish address -------------------------------------------------------------------------
 
@@ -62,13 +76,13 @@ def test_redfish_address_mistakes(address: str, complaint: str) -> None:
 
 def test_redfish_create_turns_configuration_mistakes_into_fatal_errors_naming_the_address() -> None:
     with pytest.raises(FatalPowerError) as caught:
-        redfish.create(BmcConfig("redfish", "ftp://bmc9"))
+        redfish.create(BmcConfig("redfish", "ftp://bmc9"), ENV)
     assert caught.value.address == "ftp://bmc9"
     assert str(caught.value).startswith("BMC ftp://bmc9:")
     with pytest.raises(FatalPowerError, match="unknown option 'verify'"):
-        redfish.create(BmcConfig("redfish", "bmc9", options={"verify": False}))
+        redfish.create(BmcConfig("redfish", "bmc9", options={"verify": False}), ENV)
     with pytest.raises(FatalPowerError, match="option timeout"):
-        redfish.create(BmcConfig("redfish", "bmc9", options={"timeout": 0}))
+        redfish.create(BmcConfig("redfish", "bmc9", options={"timeout": 0}), ENV)
 
 
 # --- HTTP options ----------------------------------------------------------------------------
@@ -186,37 +200,60 @@ def test_redfish_error_detail() -> None:
 @pytest.mark.parametrize(
     ("status", "fatal", "words"),
     [
-        (401, True, "rejected the credentials for user 'root' (HTTP 401)"),
+        (401, True, "rejected the credentials for user 'root' (HTTP 401 Unauthorized)"),
         (403, True, "lacks the privilege"),
-        (400, True, "refused (HTTP 400)"),
-        (404, True, "not found (HTTP 404)"),
-        (405, True, "refused (HTTP 405)"),
-        (409, True, "refused (HTTP 409)"),
-        (408, False, "HTTP 408, try again later"),
-        (429, False, "HTTP 429, try again later"),
+        (400, True, "refused (HTTP 400 Bad Request)"),
+        (404, True, "not found (HTTP 404 Not Found)"),
+        (405, True, "refused (HTTP 405 Method Not Allowed)"),
+        (409, True, "refused (HTTP 409 Conflict)"),
+        (408, False, "HTTP 408 Request Timeout, try again later"),
+        (429, False, "HTTP 429 Too Many Requests, try again later"),
         (500, False, "HTTP 500"),
         (502, False, "HTTP 502"),
         (503, False, "HTTP 503"),
         (504, False, "HTTP 504"),
         (501, True, "not implemented"),
+        (599, False, "HTTP 599, try again later"),
     ],
 )
-def test_status_error_split(status: int, fatal: bool, words: str) -> None:
+def test_status_error_split_without_the_body(
+    status: int, fatal: bool, words: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="edgebox.drivers.power.http_transport")
     who = basic_credentials("root", "pw")
-    error = status_error("bmc1", "POST /x", status, "what it said", credentials=who)
+    error = status_error(
+        "bmc1", "POST /x", reply(status, "root:x:0:0 secret body"), credentials=who
+    )
     assert error.fatal is fatal
     assert isinstance(error, FatalPowerError if fatal else RetryablePowerError)
     assert words in str(error)
     assert str(error).startswith("BMC bmc1: POST /x:")
-    assert str(error).endswith(": what it said")
+    # What the server said goes to the debug log, never into the error (events, API answers).
+    assert "secret body" not in str(error)
+    assert "root:x:0:0 secret body" in caplog.text
+
+
+def test_a_redirect_is_fatal_and_names_only_where_it_points() -> None:
+    error = status_error(
+        "bmc1",
+        "GET /redfish/v1",
+        reply(302, Location="https://bmc1.example:8443/redfish/v1?token=abc"),
+        credentials="",
+    )
+    assert isinstance(error, FatalPowerError)
+    assert "redirected (HTTP 302) to https://bmc1.example:8443;" in str(error)
+    assert "does not follow redirects" in str(error)
+    assert "token" not in str(error)
+    relative = status_error("b", "GET /", reply(301, Location="/elsewhere"), credentials="")
+    assert "redirected (HTTP 301);" in str(relative)
 
 
 def test_status_error_names_what_was_sent_to_authenticate() -> None:
     nothing = basic_credentials("", "")
-    assert "with no credentials" in str(status_error("b", "GET /", 401, "", credentials=nothing))
+    assert "with no credentials" in str(status_error("b", "GET /", reply(401), credentials=nothing))
     no_user = basic_credentials("", "pw")
     assert "a password with no username" in str(
-        status_error("b", "GET /", 401, "", credentials=no_user)
+        status_error("b", "GET /", reply(401), credentials=no_user)
     )
 
 
@@ -231,6 +268,31 @@ def test_transport_errors_without_a_socket() -> None:
         "bmc1", "GET /", aiohttp.ServerDisconnectedError(), timeout_s=7, scheme="http"
     )
     assert "https port spoken to over http" in str(hint)
+
+
+def test_an_answer_that_is_not_http_is_not_quoted_and_the_log_holds_no_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="edgebox.drivers.power")
+    sent = CIMultiDictProxy(CIMultiDict({"Authorization": "Basic c2VjcmV0LXB3"}))
+    url = URL("http://bmc1/on?token=t0k-123")
+    garbage = aiohttp.ClientResponseError(
+        RequestInfo(url, "POST", sent, url),
+        (),
+        message="Bad status line 'SSH-2.0-OpenSSH_9.2 internal banner'",
+    )
+    error = transport_error("bmc1", "POST /on", garbage, timeout_s=7, scheme="http")
+    assert isinstance(error, FatalPowerError)
+    assert "the answer is not HTTP" in str(error)
+    assert "OpenSSH" not in str(error)
+    assert "OpenSSH" in caplog.text  # the detail is in the debug log...
+    assert "c2VjcmV0LXB3" not in caplog.text  # ...but not the request's credentials
+    assert "t0k-123" not in caplog.text
+
+
+def test_urls_with_credentials_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"option on_url: the URL holds credentials"):
+        parse_http_url("http://admin:pw@pdu7/on", option="on_url")
 
 
 def test_excerpt_flattens_and_cuts() -> None:
@@ -326,4 +388,4 @@ def test_webhook_configuration_mistakes(given: dict[str, Any], complaint: str) -
     with pytest.raises(ValueError, match=complaint):
         _settings(password=password, **options)
     with pytest.raises(FatalPowerError, match=complaint):
-        webhook.create(BmcConfig("webhook", "", "", password, options))
+        webhook.create(BmcConfig("webhook", "", "", password, options), ENV)

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 from edgebox.domain.power import BootDevice, PowerState
+from edgebox.domain.power_targets import TargetPolicy
+from edgebox.drivers.power.targets import TargetGuard
+from edgebox.drivers.power.worker_slots import WorkerSlots
 
 OptionValue = str | int | bool
 
@@ -54,12 +57,20 @@ class BmcConfig:
     address: str = ""
     username: str = ""
     password: str = field(default="", repr=False)
-    options: Mapping[str, OptionValue] = field(default_factory=dict)
+    # Secret options (k_g, headers) are in here too, in clear text, only in memory.
+    options: Mapping[str, OptionValue] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class OptionSpec:
-    """One driver option: its type, default and a sentence for error messages and the CLI."""
+    """One driver option: its type, default and a sentence for error messages and the CLI.
+
+    A `secret` option (a key, a header with an API token) is sealed at rest like the password
+    and never shown: the API says only that it is set, and `outline` (if any) what may be shown
+    of it (the webhook's header names). A `target` option says where or how the credentials
+    are sent (a URL, a port, TLS verification): changing it, like changing the driver or the
+    address, drops the stored secrets unless new ones come with the change.
+    """
 
     kind: type[str] | type[int] | type[bool]
     default: OptionValue
@@ -67,6 +78,34 @@ class OptionSpec:
     choices: tuple[OptionValue, ...] = ()
     minimum: int | None = None
     maximum: int | None = None
+    secret: bool = False
+    target: bool = False
+    # What the API may show of a secret option: (its key, e.g. "header_names"; a function of
+    # the value that gives the parts that are not secret).
+    outline: tuple[str, Callable[[str], list[str]]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A host a driver will connect to, and what in its configuration names it."""
+
+    source: str  # "address", or "option on_url"
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class DriverEnv:
+    """What drivers share, made once by the power service from its settings: the check of
+    where they may connect, and the cap on worker processes."""
+
+    targets: TargetGuard
+    workers: WorkerSlots
+
+    @classmethod
+    def strict(cls, workers: int = 32) -> DriverEnv:
+        """No allow-list: the targets refused by default stay refused."""
+        return cls(TargetGuard(TargetPolicy()), WorkerSlots(workers))
 
 
 class PowerDriver(Protocol):
@@ -93,7 +132,17 @@ class DriverKind:
     description: str
     options: Mapping[str, OptionSpec]
     needs_address: bool
-    create: Callable[[BmcConfig], PowerDriver]
+    create: Callable[[BmcConfig, DriverEnv], PowerDriver]
+    # The hosts a configuration makes the driver connect to (ValueError if it is wrong).
+    targets: Callable[[BmcConfig], list[Target]] = lambda config: []
+
+    @property
+    def secret_options(self) -> tuple[str, ...]:
+        return tuple(name for name, spec in self.options.items() if spec.secret)
+
+    @property
+    def target_options(self) -> tuple[str, ...]:
+        return tuple(name for name, spec in self.options.items() if spec.target)
 
 
 def check_options(kind: DriverKind, given: Mapping[str, object]) -> dict[str, OptionValue]:

@@ -10,26 +10,44 @@ Whose fault, and whether retrying helps:
   `verify_tls=false`. A TLS handshake that fails for another reason than a dropped connection
   (no TLS version or cipher in common; https to a plain-http port) is fatal for the same reason.
 - 401/403 (credentials), 404 (wrong address or resource), 501 (not implemented) and any other
-  4xx: fatal, with what the BMC said about it.
+  4xx: fatal.
+- a redirect (3xx): fatal. Redirects are not followed: the next request would carry the
+  credentials and custom headers to wherever the BMC points, past the target check. The
+  message names where it points, so a person can set that address instead.
+- the address, or what its name resolves to, is refused by the target check
+  (`domain.power_targets`): fatal, with what to add to `power.allow_targets`.
+
+What a BMC says in an error body goes to the debug log only, never into the error's message:
+the message ends up in events and API answers, and a target that echoes bodies there would let
+anyone who may set a BMC read what some internal web server answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http
+import logging
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from edgebox.domain.power_targets import is_ip_literal
 from edgebox.drivers.power.base import (
     FatalPowerError,
     OptionSpec,
     OptionValue,
     PowerError,
     RetryablePowerError,
+    Target,
 )
+from edgebox.drivers.power.targets import TargetGuard, TargetRefused
+
+log = logging.getLogger(__name__)
 
 # A BMC's JSON is a few KiB; a webhook status page should not be much more. Anything beyond this
 # is cut off rather than held in memory.
@@ -47,12 +65,14 @@ def http_option_specs(timeout_default: int) -> dict[str, OptionSpec]:
             True,
             "check the TLS certificate of the BMC (false accepts any certificate, such as a"
             " factory self-signed one)",
+            target=True,
         ),
         "ca_file": OptionSpec(
             str,
             "",
             "PEM file with the CA certificate(s) that signed the BMC's certificate (empty: the"
             " system's trust store)",
+            target=True,
         ),
         "timeout": OptionSpec(
             int,
@@ -93,7 +113,18 @@ def parse_http_url(text: str, *, option: str) -> URL:
         raise ValueError(f"option {option}: not a URL: {text!r} ({exc})") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"option {option}: expected an http:// or https:// URL, got {text!r}")
+    if url.user is not None or url.password is not None:
+        raise ValueError(
+            f"option {option}: the URL holds credentials (user:password@), which would be"
+            " stored and shown in the clear; put them in the BMC's username and password"
+        )
     return url
+
+
+def url_target(url: URL, source: str) -> Target:
+    """The host and port a URL makes a driver connect to."""
+    assert url.host is not None
+    return Target(source, url.host, url.port or (443 if url.scheme == "https" else 80))
 
 
 def basic_auth(username: str, password: str) -> dict[str, str]:
@@ -112,16 +143,35 @@ def tls_setting(options: HttpOptions) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=options.ca_file)
 
 
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver that refuses a name resolving to an address the guard refuses:
+    the addresses judged are the ones the connection is made to."""
+
+    def __init__(self, guard: TargetGuard) -> None:
+        self._guard = guard
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        self._guard.check_addresses(host, [result["host"] for result in results])
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 async def open_session(
     address: str,
     options: HttpOptions,
     *,
+    guard: TargetGuard,
     headers: Mapping[str, str] | None = None,
 ) -> aiohttp.ClientSession:
-    """A session for one driver, sending `headers` (credentials too) with every request.
-
-    aiohttp drops an Authorization header on a redirect to another host. An unreadable
-    `ca_file` is a FatalPowerError.
+    """A session for one driver, sending `headers` (credentials too) with every request to
+    hosts the guard allows; `send` follows no redirect. An unreadable `ca_file` is a
+    FatalPowerError.
     """
     try:
         tls = await asyncio.to_thread(tls_setting, options)
@@ -131,7 +181,7 @@ async def open_session(
         ) from exc
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=options.timeout),
-        connector=aiohttp.TCPConnector(ssl=tls),
+        connector=aiohttp.TCPConnector(ssl=tls, resolver=GuardedResolver(guard)),
         headers=dict(headers or {}),
     )
 
@@ -156,16 +206,25 @@ async def send(
     url: URL,
     *,
     address: str,
+    guard: TargetGuard,
     timeout_s: int,
     json: object = None,
     headers: Mapping[str, str] | None = None,
 ) -> HttpReply:
-    """One request; any status comes back as a reply, any transport failure as a PowerError."""
-    what = f"{method} {url.path_qs}"
+    """One request, redirects not followed; any status comes back as a reply, any transport
+    failure or a refused target as a PowerError."""
+    what = f"{method} {url.path}"  # not the query: it may hold a token
     try:
-        async with session.request(method, url, json=json, headers=headers) as response:
+        if url.host is not None and is_ip_literal(url.host):
+            # aiohttp does not ask the resolver about an address: check it here.
+            guard.check_addresses(url.host, [url.host])
+        async with session.request(
+            method, url, json=json, headers=headers, allow_redirects=False
+        ) as response:
             body = await response.content.read(MAX_BODY_BYTES)
             return HttpReply(response.status, dict(response.headers), body)
+    except TargetRefused as exc:
+        raise FatalPowerError(address, f"{what}: {exc}") from None
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise transport_error(address, what, exc, timeout_s=timeout_s, scheme=url.scheme) from exc
 
@@ -203,13 +262,25 @@ def transport_error(  # noqa: PLR0911 (one return per kind of failure, in the or
         return RetryablePowerError(
             address, f"{what}: the BMC closed the connection without answering{hint}"
         )
-    if isinstance(exc, aiohttp.ClientResponseError) and not isinstance(
-        exc, aiohttp.TooManyRedirects
-    ):
+    # What follows may quote the bytes that came back: those go to the debug log only.
+    log.debug(
+        "http power request failed address=%s what=%s error=%s", address, what, _described(exc)
+    )
+    if isinstance(exc, aiohttp.ClientResponseError):
         # The bytes that came back were not HTTP at all: a wrong port or protocol.
         hint = " (an https port spoken to over http?)" if scheme == "http" else ""
-        return FatalPowerError(address, f"{what}: the answer is not HTTP: {exc.message}{hint}")
-    return RetryablePowerError(address, f"{what}: {type(exc).__name__}: {exc}")
+        return FatalPowerError(
+            address, f"{what}: the answer is not HTTP{hint} (details in the debug log)"
+        )
+    return RetryablePowerError(address, f"{what}: {type(exc).__name__} (details in the debug log)")
+
+
+def _described(exc: BaseException) -> str:
+    """An exception for the log, without what aiohttp's repr carries along: the request's
+    headers (the Authorization header among them) and its URL (a query may hold a token)."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def basic_credentials(username: str, password: str) -> str:
@@ -220,24 +291,56 @@ def basic_credentials(username: str, password: str) -> str:
 
 
 def status_error(
-    address: str, what: str, status: int, detail: str, *, credentials: str
+    address: str, what: str, reply: HttpReply, *, credentials: str, detail: str = ""
 ) -> PowerError:
-    """A non-2xx answer as a fatal or retryable error. `detail` is what the BMC said, if any;
-    `credentials` names what was sent to authenticate ("" for nothing), for 401 and 403."""
-    said = f": {detail}" if detail else ""
+    """A non-2xx answer as a fatal or retryable error. `credentials` names what was sent to
+    authenticate ("" for nothing), for 401 and 403. What the BMC said (`detail`, else the
+    start of the body) is logged at debug level, never put in the message (see the module doc).
+    """
+    status = reply.status
+    log.debug(
+        "http power request refused address=%s what=%s status=%d body=%r",
+        address,
+        what,
+        status,
+        detail or excerpt(reply.text()),
+    )
+    line = f"HTTP {status} {_phrase(status)}".rstrip()
+    if 300 <= status < 400:
+        where = _origin(reply.headers.get("Location", ""))
+        to = f" to {where}" if where else ""
+        return FatalPowerError(
+            address,
+            f"{what}: redirected (HTTP {status}){to}; edgebox does not follow redirects, which"
+            " would carry the credentials elsewhere: set the address or URL to where it points",
+        )
     if status in (401, 403):
         who = credentials or "a request with no credentials"
         why = " (or the user lacks the privilege for this)" if status == 403 else ""
-        return FatalPowerError(
-            address, f"{what}: the BMC rejected {who}{why} (HTTP {status}){said}"
-        )
+        return FatalPowerError(address, f"{what}: the BMC rejected {who}{why} ({line})")
     if status in _RETRY_LATER or (status >= 500 and status != 501):
-        return RetryablePowerError(address, f"{what}: HTTP {status}, try again later{said}")
+        return RetryablePowerError(address, f"{what}: {line}, try again later")
     if status == 404:
-        return FatalPowerError(address, f"{what}: not found (HTTP 404){said}")
+        return FatalPowerError(address, f"{what}: not found ({line})")
     if status == 501:
-        return FatalPowerError(address, f"{what}: not implemented by the BMC (HTTP 501){said}")
-    return FatalPowerError(address, f"{what}: refused (HTTP {status}){said}")
+        return FatalPowerError(address, f"{what}: not implemented by the BMC ({line})")
+    return FatalPowerError(address, f"{what}: refused ({line})")
+
+
+def _phrase(status: int) -> str:
+    """The standard reason phrase (the BMC's own words are not used: see the module doc)."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _origin(location: str) -> str:
+    try:
+        url = URL(location)
+    except ValueError:
+        return ""
+    return str(url.origin()) if url.is_absolute() and url.host else ""
 
 
 def excerpt(text: str, limit: int = 200) -> str:

@@ -8,9 +8,16 @@ follow; it ends after a failed call (pyghmi's session state is not trusted after
 after `IDLE_EXIT` seconds without calls.
 
 - One call at a time per BMC: a lock shared by every driver for the same host and port.
+- At most `power.ipmi_max_workers` workers alive at once across the site (`worker_slots`): a
+  call that needs a new worker beyond that waits, within its deadline, while the worker idle
+  the longest logs out and ends.
+- Before a worker starts, the BMC's host name is resolved and every address checked against
+  the power targets policy (`power.allow_targets`); the worker is given the address, not the
+  name, so what pyghmi talks to is what was checked. A refused address is a fatal error.
 - Each call has a deadline, the `timeout` option, starting a worker included. When it passes,
   or the caller gives up (cancels), the worker is killed by its PID and reaped, and the error
   is retryable; the next call starts a fresh worker. Nothing stuck is left behind.
+- `k_g` is a secret option: sealed at rest like the password, never shown (see `base`).
 - on / off: Chassis Control power up / power down. Soft off: ACPI soft shutdown, skipped when
   the machine is off. Cycle: hard reset when on, power up when off (a reset of a machine that
   is off does nothing on most BMCs). Calls return when the BMC has accepted the command; the
@@ -19,30 +26,34 @@ after `IDLE_EXIT` seconds without calls.
   hard disk for disk; `once` clears the persistent bit. The flags ask for legacy (BIOS) boot:
   IPMI has no "either" setting, and most UEFI BMCs apply the device regardless.
 
-Errors (`power_error`): wrong user, password or k_g, a refused privilege level, a cipher suite
-or command the BMC lacks are fatal; no answer, a busy BMC and anything else are retryable.
-Every message names the BMC as host[:port].
+Errors (`ipmi_errors.power_error`): wrong user, password or k_g, a refused privilege level, a
+cipher suite or command the BMC lacks are fatal; no answer, a busy BMC and anything else are
+retryable. Every message names the BMC as host[:port].
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import sys
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from edgebox.domain.power import BootDevice, PowerState
 from edgebox.drivers.power.base import (
     BmcConfig,
+    DriverEnv,
     DriverKind,
     FatalPowerError,
     OptionSpec,
     PowerDriver,
-    PowerError,
     RetryablePowerError,
+    Target,
     check_options,
 )
+from edgebox.drivers.power.ipmi_errors import DEFAULT_PORT, bmc_name, power_error, seconds
 from edgebox.drivers.power.ipmi_protocol import (
     Failure,
     ProtocolError,
@@ -53,10 +64,11 @@ from edgebox.drivers.power.ipmi_protocol import (
     parse_reply,
 )
 from edgebox.drivers.power.line_worker import LineWorker
+from edgebox.drivers.power.targets import TargetRefused
+from edgebox.drivers.power.worker_slots import WorkerSlots
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 623
 # A worker logs out and ends after this many seconds without a call: BMCs drop sessions idle
 # for 30-60 s, and a worker costs ~30 MiB. A worker idle for STALE_AFTER is not reused (it may
 # be ending on its own just as a request reaches it).
@@ -78,7 +90,9 @@ _WORDS = {
 }
 
 OPTIONS: dict[str, OptionSpec] = {
-    "port": OptionSpec(int, DEFAULT_PORT, "UDP port of the BMC", minimum=1, maximum=65535),
+    "port": OptionSpec(
+        int, DEFAULT_PORT, "UDP port of the BMC", minimum=1, maximum=65535, target=True
+    ),
     "privilege": OptionSpec(
         str,
         "administrator",
@@ -92,7 +106,11 @@ OPTIONS: dict[str, OptionSpec] = {
         choices=CIPHER_SUITES,
     ),
     "k_g": OptionSpec(
-        str, "", "the BMC key (K_g) as hex, up to 20 bytes; empty when the BMC has none"
+        str,
+        "",
+        "the BMC key (K_g) as hex, up to 20 bytes; empty when the BMC has none (a secret:"
+        " sealed at rest, never shown)",
+        secret=True,
     ),
     "timeout": OptionSpec(
         int,
@@ -116,60 +134,6 @@ def parse_k_g(text: str) -> str:
     return key.hex()
 
 
-def bmc_name(host: str, port: int) -> str:
-    """How messages name the BMC: the host, and the port when it is not IPMI's 623."""
-    if port == DEFAULT_PORT:
-        return host
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.1f}".rstrip("0").rstrip(".")
-
-
-# Retrying cannot help with these: a person must fix the settings or the BMC.
-FATAL_FAILURES = frozenset(
-    {Failure.CREDENTIALS, Failure.PRIVILEGE, Failure.CIPHER_SUITE, Failure.UNSUPPORTED}
-)
-
-
-def power_error(
-    address: str,
-    failure: Failure,
-    detail: str,
-    *,
-    what: str,
-    settings: SessionSettings,
-    privilege: str,
-    elapsed: float,
-) -> PowerError:
-    """The PowerError for a failed call: whose fault, whether to retry, in one sentence."""
-    said = f" ({detail})" if detail else ""
-    user = settings.username
-    if failure is Failure.CREDENTIALS:
-        key = " or the BMC key (k_g)" if settings.k_g or "kg" in detail.lower() else ""
-        message = f"rejected the credentials for user {user!r}{key}{said}"
-    elif failure is Failure.PRIVILEGE:
-        message = f"refused {what} at privilege level {privilege} for user {user!r}{said}"
-    elif failure is Failure.CIPHER_SUITE:
-        message = (
-            f"does not accept IPMI cipher suite {settings.cipher_suite}{said}; set the"
-            " cipher_suite option to one it offers"
-        )
-    elif failure is Failure.UNSUPPORTED:
-        message = f"does not support {what}{said}"
-    elif failure is Failure.NO_ANSWER:
-        said = "" if detail.lower() in ("", "timeout") else said
-        message = f"no answer within {_seconds(elapsed)} s{said}"
-    elif failure is Failure.BUSY:
-        message = f"is busy and refused {what} for now{said}"
-    else:
-        message = f"{what} failed{said}"
-    if failure in FATAL_FAILURES:
-        return FatalPowerError(address, message)
-    return RetryablePowerError(address, message)
-
-
 # The lock of each BMC (event loop, host, port), shared by the drivers alive for it. An
 # asyncio.Lock belongs to one event loop, hence the loop in the key.
 _BMC_LOCKS: weakref.WeakValueDictionary[
@@ -181,6 +145,10 @@ def worker_argv() -> list[str]:
     return [sys.executable, "-m", "edgebox.drivers.power.ipmi_worker"]
 
 
+# The address a worker is to talk to for (host, port): resolved and checked (`TargetGuard`).
+Locate = Callable[[str, int], Awaitable[str]]
+
+
 class IpmiDriver:
     """One IPMI BMC, served by one worker process at a time."""
 
@@ -190,16 +158,21 @@ class IpmiDriver:
         *,
         privilege: str,
         timeout: float,
+        slots: WorkerSlots,
+        locate: Locate,
         argv: Sequence[str] | None = None,
     ) -> None:
         self._settings = settings
         self._privilege = privilege
         self._timeout = timeout
+        self._slots = slots
+        self._locate = locate
         self._argv = list(argv or worker_argv())
         self.address = bmc_name(settings.host, settings.port)
         self._lock: asyncio.Lock | None = None  # taken at the first call, in its loop
         self._worker: LineWorker | None = None
         self._worker_used_at = 0.0
+        self._waiting_for_slot = False
         self._next_id = 0
 
     @property
@@ -227,6 +200,7 @@ class IpmiDriver:
 
     async def close(self) -> None:
         async with self._bmc_lock():
+            self._slots.busy(self)
             await self._end_worker()
 
     def _bmc_lock(self) -> asyncio.Lock:
@@ -238,45 +212,62 @@ class IpmiDriver:
     async def _call(self, op: str, *, device: str = "", persistent: bool = False) -> str:
         self._next_id += 1
         request = Request(self._next_id, op, device, persistent)
-        loop = asyncio.get_running_loop()
         async with self._bmc_lock():
-            started = loop.time()
+            self._slots.busy(self)  # not to be ended by a caller waiting for a worker slot
             try:
-                async with asyncio.timeout(self._timeout):
-                    reply = await self._exchange(request)
-            except TimeoutError:
-                await self._kill_worker()
+                return await self._call_locked(request, op)
+            finally:
+                if self._worker is not None and not self._worker.exited:
+                    self._slots.idle(self, self._end_soon)
+
+    async def _call_locked(self, request: Request, op: str) -> str:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(self._timeout):
+                reply = await self._exchange(request)
+        except TimeoutError:
+            await self._kill_worker()
+            if self._waiting_for_slot:
+                self._waiting_for_slot = False
                 raise RetryablePowerError(
-                    self.address, f"no answer within {_seconds(self._timeout)} s"
-                ) from None
-            except (ValueError, OSError) as exc:  # garbage, a broken pipe, no executable
-                await self._kill_worker()
-                raise RetryablePowerError(
-                    self.address, f"the IPMI worker failed during {_WORDS[op]}: {exc}"
-                ) from None
-            except BaseException:  # cancelled: the worker's state is unknown
-                self._kill_worker_now()
-                raise
-            if reply is None:
-                code = await self._kill_worker()
-                raise RetryablePowerError(
-                    self.address, f"the IPMI worker ended during {_WORDS[op]} (exit code {code})"
-                )
-            if not reply.ok:
-                await self._end_worker()  # it ends itself after a failure
-                error = power_error(
                     self.address,
-                    reply.failure or Failure.FAILED,
-                    reply.detail,
-                    what=_WORDS[op],
-                    settings=self._settings,
-                    privilege=self._privilege,
-                    elapsed=loop.time() - started,
-                )
-                log.warning("ipmi %s failed address=%s: %s", op, self.address, error.message)
-                raise error
-            log.debug("ipmi %s address=%s result=%s", op, self.address, reply.result or "ok")
-            return reply.result
+                    f"no IPMI worker free within {seconds(self._timeout)} s: all"
+                    f" {self._slots.limit} (power.ipmi_max_workers) are busy; it is retried,"
+                    " or raise power.ipmi_max_workers",
+                ) from None
+            raise RetryablePowerError(
+                self.address, f"no answer within {seconds(self._timeout)} s"
+            ) from None
+        except (ValueError, OSError) as exc:  # garbage, a broken pipe, no executable
+            await self._kill_worker()
+            raise RetryablePowerError(
+                self.address, f"the IPMI worker failed during {_WORDS[op]}: {exc}"
+            ) from None
+        except BaseException:  # cancelled: the worker's state is unknown
+            self._waiting_for_slot = False
+            self._kill_worker_now()
+            raise
+        if reply is None:
+            code = await self._kill_worker()
+            raise RetryablePowerError(
+                self.address, f"the IPMI worker ended during {_WORDS[op]} (exit code {code})"
+            )
+        if not reply.ok:
+            await self._end_worker()  # it ends itself after a failure
+            error = power_error(
+                self.address,
+                reply.failure or Failure.FAILED,
+                reply.detail,
+                what=_WORDS[op],
+                settings=self._settings,
+                privilege=self._privilege,
+                elapsed=loop.time() - started,
+            )
+            log.warning("ipmi %s failed address=%s: %s", op, self.address, error.message)
+            raise error
+        log.debug("ipmi %s address=%s result=%s", op, self.address, reply.result or "ok")
+        return reply.result
 
     async def _exchange(self, request: Request) -> Reply | None:
         """Send `request` to a live worker and read its reply; None when it ended without one."""
@@ -299,11 +290,46 @@ class IpmiDriver:
         ):
             await self._end_worker()
         if self._worker is None:
-            self._worker = await LineWorker.start(self._argv)
-            self._worker.send_line(self._settings.encode())
-            self._worker_used_at = now
-            log.debug("ipmi worker started address=%s pid=%d", self.address, self._worker.pid)
+            settings = await self._located_settings()
+            self._waiting_for_slot = True
+            await self._slots.acquire()
+            self._waiting_for_slot = False
+            try:
+                worker = await LineWorker.start(self._argv)
+            except BaseException:
+                self._slots.release()
+                raise
+            worker.on_exit(functools.partial(self._worker_exited, worker))
+            self._worker = worker
+            worker.send_line(settings.encode())
+            self._worker_used_at = asyncio.get_running_loop().time()
+            log.debug("ipmi worker started address=%s pid=%d", self.address, worker.pid)
         return self._worker
+
+    async def _located_settings(self) -> SessionSettings:
+        """The session settings with the host resolved to the checked address to talk to."""
+        host, port = self._settings.host, self._settings.port
+        try:
+            address = await self._locate(host, port)
+        except TargetRefused as exc:
+            raise FatalPowerError(self.address, str(exc)) from None
+        except OSError as exc:
+            raise RetryablePowerError(
+                self.address, f"cannot resolve the host name {host!r} ({exc})"
+            ) from None
+        return dataclasses.replace(self._settings, host=address)
+
+    def _worker_exited(self, worker: LineWorker) -> None:
+        self._slots.release()
+        if self._worker is worker:
+            self._slots.busy(self)  # nothing left to end
+
+    def _end_soon(self) -> None:
+        """Asked by the worker slots to make room: the idle worker logs out and ends."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            log.debug("ipmi worker ends to make room address=%s pid=%d", self.address, worker.pid)
+            worker.end_soon(CLOSE_GRACE)
 
     async def _end_worker(self) -> None:
         """Let the worker log out and exit (killed after CLOSE_GRACE seconds)."""
@@ -325,7 +351,7 @@ class IpmiDriver:
         return worker
 
 
-def create(config: BmcConfig) -> PowerDriver:
+def create(config: BmcConfig, env: DriverEnv) -> PowerDriver:
     """A driver for `config`; no process starts until the first call."""
     try:
         options = check_options(KIND, config.options)
@@ -347,7 +373,19 @@ def create(config: BmcConfig) -> PowerDriver:
         k_g=k_g,
         idle_exit=IDLE_EXIT,
     )
-    return IpmiDriver(settings, privilege=privilege, timeout=timeout)
+    return IpmiDriver(
+        settings,
+        privilege=privilege,
+        timeout=timeout,
+        slots=env.workers,
+        locate=env.targets.address,
+    )
+
+
+def targets(config: BmcConfig) -> list[Target]:
+    port = check_options(KIND, config.options)["port"]
+    assert isinstance(port, int)
+    return [Target("address", config.address.strip(), port)] if config.address.strip() else []
 
 
 KIND = DriverKind(
@@ -356,4 +394,5 @@ KIND = DriverKind(
     options=OPTIONS,
     needs_address=True,
     create=create,
+    targets=targets,
 )

@@ -41,6 +41,7 @@ from typing import Any
 from edgebox.domain.power import BootDevice, PowerState
 from edgebox.drivers.power.base import (
     BmcConfig,
+    DriverEnv,
     DriverKind,
     FatalPowerError,
     OptionSpec,
@@ -198,7 +199,8 @@ async def _set_bootindex(qmp: QmpClient, device_id: str, index: int) -> None:
     )
 
 
-def create(config: BmcConfig) -> LabQmpDriver:
+def create(config: BmcConfig, env: DriverEnv) -> LabQmpDriver:
+    """The lab's QMP socket is a local file, not a network target: `env` is not needed."""
     return LabQmpDriver(config)
 
 

@@ -23,7 +23,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 _POLL_SECONDS = 0.05
 
@@ -116,6 +116,22 @@ class LineWorker:
                 os.kill(self.pid, signal.SIGKILL)
         self._close_stdin()
         self._close_stdout()
+
+    def on_exit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the child has exited and been reaped (at once if it has)."""
+        self._exit.add_done_callback(lambda _: callback())
+
+    def end_soon(self, grace: float) -> None:
+        """`finish` without waiting: close stdin now, kill after `grace` seconds if the child
+        is still there. For a caller that must not wait (it runs from a callback)."""
+        self._close_stdin()
+        deadline = self._loop.call_later(grace, self.kill)
+
+        def ended(_: object) -> None:
+            deadline.cancel()
+            self._close_stdout()
+
+        self._exit.add_done_callback(ended)
 
     async def finish(self, grace: float) -> int:
         """Close stdin (the child's cue to end), wait up to `grace` seconds, then kill."""

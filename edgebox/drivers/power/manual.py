@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import NoReturn
 
 from edgebox.domain.power import BootDevice, PowerState
-from edgebox.drivers.power.base import BmcConfig, DriverKind, ManualActionRequired
+from edgebox.drivers.power.base import BmcConfig, DriverEnv, DriverKind, ManualActionRequired
 
 _BOOT_FROM = {
     BootDevice.NETWORK: "the network (PXE; usually chosen in the firmware's boot menu, F12)",
@@ -58,10 +58,14 @@ class ManualDriver:
         raise ManualActionRequired(self.address, action)
 
 
+def create(config: BmcConfig, env: DriverEnv) -> ManualDriver:
+    return ManualDriver(config)
+
+
 KIND = DriverKind(
     name="manual",
     description="no BMC: edgebox asks a person to press the buttons",
     options={},
     needs_address=False,
-    create=ManualDriver,
+    create=create,
 )

@@ -22,8 +22,10 @@ reset type or boot target is a FatalPowerError before anything is sent.
 
 Calls return when the BMC has accepted the request (200, 202 or 204); they do not wait for the
 power state to change (sushy-tools takes 1-11 s, real servers longer): the queue polls `query`.
-A 202 with a task monitor is not followed. Errors map as `http_transport` describes, with the
-Redfish error's `@Message.ExtendedInfo` messages in the text.
+A 202 with a task monitor is not followed, nor is a redirect. Errors map as `http_transport`
+describes; the Redfish error's `@Message.ExtendedInfo` messages go to the debug log (an error's
+message never quotes what the server sent). The address is checked against the power targets
+policy when the BMC is set and at each connection.
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ from yarl import URL
 from edgebox.domain.power import BootDevice, PowerState
 from edgebox.drivers.power.base import (
     BmcConfig,
+    DriverEnv,
     DriverKind,
     FatalPowerError,
     OptionSpec,
     PowerDriver,
+    Target,
     check_options,
 )
 from edgebox.drivers.power.http_transport import (
@@ -58,7 +62,9 @@ from edgebox.drivers.power.http_transport import (
     parse_http_url,
     send,
     status_error,
+    url_target,
 )
+from edgebox.drivers.power.targets import TargetGuard
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +194,11 @@ def redfish_error_detail(body: bytes) -> str:
 class RedfishDriver:
     """One Redfish BMC, one of its systems, one aiohttp session (opened on first use)."""
 
-    def __init__(self, config: BmcConfig, base: URL, http: HttpOptions, system_id: str) -> None:
+    def __init__(
+        self, config: BmcConfig, base: URL, http: HttpOptions, system_id: str, guard: TargetGuard
+    ) -> None:
         self._address = config.address
+        self._guard = guard
         self._credentials = basic_credentials(config.username, config.password)
         self._headers = {
             "Accept": "application/json",
@@ -316,10 +325,16 @@ class RedfishDriver:
         except ValueError:
             document = None
         if not isinstance(document, dict):
+            log.debug(
+                "redfish answer is not JSON address=%s uri=%s body=%r",
+                self._address,
+                uri,
+                excerpt(reply.text(), 100),
+            )
             raise FatalPowerError(
                 self._address,
-                f"GET {uri}: the answer is not a Redfish JSON object (is this a Redfish BMC?):"
-                f" {excerpt(reply.text(), 100)}",
+                f"GET {uri}: the answer is not a Redfish JSON object (is this a Redfish BMC?"
+                " the start of the answer is in the debug log)",
             )
         return reply, document
 
@@ -331,13 +346,26 @@ class RedfishDriver:
         json: object = None,
         headers: Mapping[str, str] | None = None,
     ) -> HttpReply:
+        url = self._base.join(URL(uri))
+        if url.origin() != self._base.origin():
+            # A URI from the BMC's own documents (an action target) naming another host: the
+            # credentials go with every request, so they must stay with this BMC.
+            raise FatalPowerError(
+                self._address,
+                f"{method}: the BMC points to {url.origin()}, another host than its own; edgebox"
+                " sends the BMC's credentials only to the BMC's address (if that is the BMC under"
+                " another name, set the address to it)",
+            )
         if self._session is None:
-            self._session = await open_session(self._address, self._http, headers=self._headers)
+            self._session = await open_session(
+                self._address, self._http, guard=self._guard, headers=self._headers
+            )
         return await send(
             self._session,
             method,
-            self._base.join(URL(uri)),
+            url,
             address=self._address,
+            guard=self._guard,
             timeout_s=self._http.timeout,
             json=json,
             headers=headers,
@@ -348,14 +376,14 @@ class RedfishDriver:
             detail = redfish_error_detail(reply.body) if reply.body else ""
             raise status_error(
                 self._address,
-                f"{method} {uri}",
-                reply.status,
-                detail,
+                f"{method} {URL(uri).path}",
+                reply,
                 credentials=self._credentials,
+                detail=detail,
             )
 
 
-def create(config: BmcConfig) -> PowerDriver:
+def create(config: BmcConfig, env: DriverEnv) -> PowerDriver:
     """A driver for `config`; a configuration mistake is a FatalPowerError naming the address."""
     try:
         options = check_options(KIND, config.options)
@@ -363,7 +391,11 @@ def create(config: BmcConfig) -> PowerDriver:
         http = parse_http_options(options)
     except ValueError as exc:
         raise FatalPowerError(config.address, str(exc)) from None
-    return RedfishDriver(config, base, http, str(options["system_id"]))
+    return RedfishDriver(config, base, http, str(options["system_id"]), env.targets)
+
+
+def targets(config: BmcConfig) -> list[Target]:
+    return [url_target(parse_redfish_address(config.address), "address")]
 
 
 KIND = DriverKind(
@@ -372,4 +404,5 @@ KIND = DriverKind(
     options=OPTIONS,
     needs_address=True,
     create=create,
+    targets=targets,
 )

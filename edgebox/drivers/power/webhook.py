@@ -7,12 +7,16 @@ a base URL and a URL option may be a path relative to it (`/outlet/3/on`); other
 option is absolute. Error messages name the address, or the origin of `on_url` when there is none.
 
 - Action URLs are called with `method` (POST by default) and no body; `status_url` always with
-  GET. Any 2xx is success; 401/403 and other 4xx are fatal with the first 200 characters of the
-  body, 5xx and timeouts are retryable (501 is fatal: the receiver says it cannot do this ever).
+  GET. Any 2xx is success; 401/403 and other 4xx are fatal (the body goes to the debug log only),
+  5xx and timeouts are retryable (501 is fatal: the receiver says it cannot do this ever). A
+  redirect is not followed (fatal): it would carry the headers and credentials elsewhere.
+- Every URL's host is checked against the power targets policy (`power.allow_targets`) when the
+  BMC is set and at each call (`http_transport`). A URL may not hold user:password@.
 - `headers` is a JSON object string, `{"X-Api-Key": "abc", "X-Site": "lab 2"}`: JSON rather than
-  "Name: value; ..." because header values may contain ";" (cookies, parameters). Options are not
-  encrypted at rest, so a secret belongs in the password: `auth=basic` sends username/password as
-  HTTP basic auth (when either is set), `auth=bearer` sends `Authorization: Bearer <password>`.
+  "Name: value; ..." because header values may contain ";" (cookies, parameters). It is a secret
+  option: sealed at rest like the password, and the API shows only the header names. `auth=basic`
+  sends username/password as HTTP basic auth (when either is set), `auth=bearer` sends
+  `Authorization: Bearer <password>`.
 - query: GET `status_url` and match the body against `status_on_regex` and `status_off_regex`
   (Python `re.search`). Exactly one matching gives the state; none or both is UNKNOWN (with a
   debug log of the body); without a status URL the state is UNKNOWN.
@@ -40,11 +44,13 @@ from yarl import URL
 from edgebox.domain.power import BootDevice, PowerState
 from edgebox.drivers.power.base import (
     BmcConfig,
+    DriverEnv,
     DriverKind,
     FatalPowerError,
     OptionSpec,
     OptionValue,
     PowerDriver,
+    Target,
     check_options,
 )
 from edgebox.drivers.power.http_transport import (
@@ -59,7 +65,9 @@ from edgebox.drivers.power.http_transport import (
     parse_http_url,
     send,
     status_error,
+    url_target,
 )
+from edgebox.drivers.power.targets import TargetGuard
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +75,28 @@ ACTIONS = ("on", "off", "soft_off", "cycle", "status", "boot_network")
 _REQUIRED = ("on", "off")
 
 OPTIONS: dict[str, OptionSpec] = {
-    "on_url": OptionSpec(str, "", "URL that powers the machine on (required)"),
-    "off_url": OptionSpec(str, "", "URL that powers the machine off (required)"),
+    "on_url": OptionSpec(str, "", "URL that powers the machine on (required)", target=True),
+    "off_url": OptionSpec(str, "", "URL that powers the machine off (required)", target=True),
     "soft_off_url": OptionSpec(
-        str, "", "URL that asks the OS to shut down (empty: soft off is refused)"
+        str, "", "URL that asks the OS to shut down (empty: soft off is refused)", target=True
     ),
     "cycle_url": OptionSpec(
-        str, "", "URL that power-cycles the machine (empty: off, cycle_delay seconds, on)"
+        str,
+        "",
+        "URL that power-cycles the machine (empty: off, cycle_delay seconds, on)",
+        target=True,
     ),
     "status_url": OptionSpec(
-        str, "", "URL whose answer (GET) tells the power state (empty: the state is unknown)"
+        str,
+        "",
+        "URL whose answer (GET) tells the power state (empty: the state is unknown)",
+        target=True,
     ),
     "boot_network_url": OptionSpec(
-        str, "", "URL that makes the next boot a network boot (empty: network boot is refused)"
+        str,
+        "",
+        "URL that makes the next boot a network boot (empty: network boot is refused)",
+        target=True,
     ),
     "method": OptionSpec(
         str,
@@ -90,8 +107,10 @@ OPTIONS: dict[str, OptionSpec] = {
     "headers": OptionSpec(
         str,
         "",
-        'extra request headers as a JSON object, e.g. {"X-Api-Key": "abc"} (stored unencrypted:'
-        " put a secret in the password with auth=bearer)",
+        'extra request headers as a JSON object, e.g. {"X-Api-Key": "abc"} (a secret: sealed at'
+        " rest, only the header names are shown)",
+        secret=True,
+        outline=("header_names", lambda text: list(parse_headers(text))),
     ),
     "auth": OptionSpec(
         str,
@@ -164,8 +183,8 @@ class WebhookSettings:
     credentials: str  # what error messages say was sent to authenticate
 
 
-def parse_webhook_config(config: BmcConfig, options: Mapping[str, OptionValue]) -> WebhookSettings:
-    """Everything the driver needs from `config` and its checked options; ValueError if wrong."""
+def parse_urls(config: BmcConfig, options: Mapping[str, OptionValue]) -> dict[str, URL]:
+    """Action name -> absolute URL, for the configured actions; ValueError if one is wrong."""
     base = parse_http_url(config.address, option="address") if config.address else None
     urls: dict[str, URL] = {}
     for action in ACTIONS:
@@ -174,6 +193,12 @@ def parse_webhook_config(config: BmcConfig, options: Mapping[str, OptionValue]) 
             urls[action] = _resolve(text, base, f"{action}_url")
         elif action in _REQUIRED:
             raise ValueError(f"option {action}_url: required by the webhook driver")
+    return urls
+
+
+def parse_webhook_config(config: BmcConfig, options: Mapping[str, OptionValue]) -> WebhookSettings:
+    """Everything the driver needs from `config` and its checked options; ValueError if wrong."""
+    urls = parse_urls(config, options)
     headers = parse_headers(str(options["headers"]))
     bearer = options["auth"] == "bearer"
     auth_header = _auth_header(config, bearer=bearer)
@@ -227,8 +252,9 @@ def _compile(pattern: str, option: str) -> re.Pattern[str]:
 class WebhookDriver:
     """Calls the configured URLs through one aiohttp session (opened on first use)."""
 
-    def __init__(self, settings: WebhookSettings) -> None:
+    def __init__(self, settings: WebhookSettings, guard: TargetGuard) -> None:
         self._settings = settings
+        self._guard = guard
         self._session: aiohttp.ClientSession | None = None
 
     async def power_on(self) -> None:
@@ -283,30 +309,40 @@ class WebhookDriver:
             raise FatalPowerError(settings.label, f"this webhook has no {action} URL")
         if self._session is None:
             self._session = await open_session(
-                settings.label, settings.http, headers=settings.headers
+                settings.label, settings.http, guard=self._guard, headers=settings.headers
             )
         reply = await send(
-            self._session, method, url, address=settings.label, timeout_s=settings.http.timeout
+            self._session,
+            method,
+            url,
+            address=settings.label,
+            guard=self._guard,
+            timeout_s=settings.http.timeout,
         )
         if not reply.ok:
             raise status_error(
                 settings.label,
-                f"{action}: {method} {url.path_qs}",
-                reply.status,
-                excerpt(reply.text()),
+                f"{action}: {method} {url.path}",
+                reply,
                 credentials=settings.credentials,
             )
         return reply
 
 
-def create(config: BmcConfig) -> PowerDriver:
+def create(config: BmcConfig, env: DriverEnv) -> PowerDriver:
     """A driver for `config`; a configuration mistake is a FatalPowerError naming the address."""
     try:
         options = check_options(KIND, config.options)
         settings = parse_webhook_config(config, options)
     except ValueError as exc:
         raise FatalPowerError(config.address or "webhook", str(exc)) from None
-    return WebhookDriver(settings)
+    return WebhookDriver(settings, env.targets)
+
+
+def targets(config: BmcConfig) -> list[Target]:
+    """The host of every configured URL (ValueError when the configuration is wrong)."""
+    urls = parse_urls(config, check_options(KIND, config.options))
+    return [url_target(url, f"option {action}_url") for action, url in urls.items()]
 
 
 KIND = DriverKind(
@@ -315,4 +351,5 @@ KIND = DriverKind(
     options=OPTIONS,
     needs_address=False,
     create=create,
+    targets=targets,
 )

@@ -81,14 +81,14 @@ async def api(db: Database, clock: FakeClock) -> AsyncIterator[Api]:
 
 
 async def test_upload_list_show_and_delete_scripts(api: Api) -> None:
-    text_headers = {**api.olga, "Content-Type": "text/plain"}
+    text_headers = {**api.admin, "Content-Type": "text/plain"}
     made = await api.call("POST", "/scripts", text_headers, 201, data=FAN_CHECK)
     assert (made["name"], made["version"], made["timeout"], made["builtin"]) == (
         "fan-check", 1, 300, False,
     )  # fmt: skip
-    assert made["results"]["rpm"]["unit"] == "rpm" and made["created_by"] == "olga"
+    assert made["results"]["rpm"]["unit"] == "rpm" and made["created_by"] == "admin"
     again = await api.call(
-        "POST", "/scripts", api.olga, 201, json={"content": FAN_CHECK.replace("fans", "fans!")}
+        "POST", "/scripts", api.admin, 201, json={"content": FAN_CHECK.replace("fans", "fans!")}
     )
     assert again["version"] == 2
     listed = await api.call("GET", "/scripts?type=testing", api.viewer)
@@ -99,22 +99,38 @@ async def test_upload_list_show_and_delete_scripts(api: Api) -> None:
     assert [v["version"] for v in shown["versions"]] == [1, 2]
     old = await api.call("GET", "/scripts/fan-check?version=1", api.viewer)
     assert old["content"] == FAN_CHECK
-    # Someone else's script, a built-in, a viewer: refused.
+    # An operator, a built-in, a viewer: refused.
     refused = await api.call("DELETE", "/scripts/fan-check", api.otto, 403)
-    assert "uploaded by olga" in refused["message"]
+    assert "needs role admin" in refused["message"]
     builtin = await api.call("DELETE", "/scripts/edgebox-inventory", api.admin, 409)
     assert "built-in scripts cannot be deleted" in builtin["message"]
     await api.call("DELETE", "/scripts/fan-check", api.viewer, 403)
-    await api.call("DELETE", "/scripts/fan-check", api.olga, 204)
+    await api.call("DELETE", "/scripts/fan-check", api.admin, 204)
     await api.call("GET", "/scripts/fan-check", api.viewer, 404)
     # The versions that ran stay readable by number.
     assert (await api.call("GET", "/scripts/fan-check?version=2", api.viewer))["version"] == 2
 
 
+async def test_only_an_admin_may_upload_or_delete_scripts_as_they_run_as_root(
+    api: Api,
+) -> None:
+    for who in (api.olga, api.viewer):
+        refused = await api.call("POST", "/scripts", who, 403, json={"content": FAN_CHECK})
+        assert refused["error"] == "forbidden"
+        assert "may not POST /api/v1/scripts: it needs role admin" in refused["message"]
+        assert "scripts run as root on every machine commissioned" in refused["message"]
+        assert "ask an admin" in refused["message"]
+    await api.call("GET", "/scripts/fan-check", api.viewer, 404)  # nothing was stored
+    await api.call("POST", "/scripts", api.admin, 201, json={"content": FAN_CHECK})
+    refused = await api.call("DELETE", "/scripts/fan-check", api.olga, 403)
+    assert "scripts run as root" in refused["message"]
+    await api.call("GET", "/scripts/fan-check", api.olga)  # still there, readable by all
+
+
 async def test_a_bad_header_is_refused_with_line_and_field(api: Api) -> None:
     bad = FAN_CHECK.replace("timeout: 5m", "timeout: soon")
     error = await api.call(
-        "POST", "/scripts", {**api.olga, "Content-Type": "text/plain"}, 400, data=bad
+        "POST", "/scripts", {**api.admin, "Content-Type": "text/plain"}, 400, data=bad
     )
     assert error == {
         "error": "bad_request",
@@ -122,9 +138,9 @@ async def test_a_bad_header_is_refused_with_line_and_field(api: Api) -> None:
         "field": "timeout",
     }
     clash = FAN_CHECK.replace("fan-check", "edgebox-inventory")
-    error = await api.call("POST", "/scripts", api.olga, 409, json={"content": clash})
+    error = await api.call("POST", "/scripts", api.admin, 409, json={"content": clash})
     assert "belongs to a built-in script" in error["message"]
-    error = await api.call("POST", "/scripts", api.olga, 400, data=b"\xff\xfe")
+    error = await api.call("POST", "/scripts", api.admin, 400, data=b"\xff\xfe")
     assert error["field"] == "content"
 
 

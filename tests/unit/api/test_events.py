@@ -112,3 +112,52 @@ async def test_boot_timeline_needs_a_mac_and_lists_steps(api: Api) -> None:
     ).json()
     assert [s["step"] for s in body["steps"]] == ["dhcp", "script", "kernel"]
     assert body["steps"][0]["seconds"] == 0.0
+
+
+async def _token_id(api: Api, user: str) -> int:
+    resp = await api.client.get("/api/v1/tokens", headers=api.admin)
+    return next(int(t["id"]) for t in (await resp.json())["items"] if t["user"] == user)
+
+
+async def test_revoking_a_token_closes_its_streams_at_once(api: Api) -> None:
+    last = (await _events(api))["last_seq"]
+    url = f"/api/v1/events/stream?after={last}"
+    async with (
+        api.client.ws_connect(url, headers=api.viewer) as revoked,
+        api.client.ws_connect(url, headers=api.operator) as other,
+    ):
+        await api.create(MAC)  # both streams are live
+        assert (await asyncio.wait_for(revoked.receive_json(), 5))["type"] == "machine.created"
+        assert (await asyncio.wait_for(other.receive_json(), 5))["type"] == "machine.created"
+        resp = await api.client.delete(
+            f"/api/v1/tokens/{await _token_id(api, 'vic')}", headers=api.admin
+        )
+        assert resp.status == 200
+        # The revocation's own event may still arrive (it commits with the revocation); then
+        # the stream closes, saying why.
+        msg = await asyncio.wait_for(revoked.receive(), 2)
+        if msg.type is WSMsgType.TEXT:
+            assert msg.json()["type"] == "token.revoked"
+            msg = await asyncio.wait_for(revoked.receive(), 2)
+        assert msg.type is WSMsgType.CLOSE
+        assert msg.data == 1008
+        assert msg.extra == "the API token was revoked; reconnect with a valid token"
+        # The other token's stream goes on.
+        assert (await asyncio.wait_for(other.receive_json(), 5))["type"] == "token.revoked"
+        await api.create("52:54:00:00:00:02")
+        live = await asyncio.wait_for(other.receive_json(), 5)
+        assert live["data"]["macs"] == ["52:54:00:00:00:02"]
+        assert (await api.client.get(url, headers=api.viewer)).status == 401
+
+
+async def test_a_token_revoked_just_before_its_stream_starts_watching_is_closed_too(
+    api: Api,
+) -> None:
+    token_id = await _token_id(api, "vic")
+    await api.ctx.auth.revoke(token_id)
+    calls: list[str] = []
+    with api.ctx.auth.revocation_watch(token_id, lambda: calls.append("revoked")):
+        assert calls == ["revoked"]
+    # Once the block has ended, a later revoke of another token calls nothing here.
+    await api.ctx.auth.revoke(await _token_id(api, "olga"))
+    assert calls == ["revoked"]

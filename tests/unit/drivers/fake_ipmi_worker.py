@@ -35,6 +35,7 @@ class ScriptedBmc:
     def __init__(self, settings: SessionSettings) -> None:
         self.host = settings.host
         note("login")
+        note(f"host {self.host}")  # what the driver gave the worker to talk to
         if self.host == "hang-login":
             time.sleep(3600)
         if self.host == "refuse":

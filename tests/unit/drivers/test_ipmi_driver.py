@@ -17,17 +17,27 @@ from edgebox.domain.power import BootDevice, PowerState
 from edgebox.drivers.power import ipmi
 from edgebox.drivers.power.base import (
     BmcConfig,
+    DriverEnv,
     FatalPowerError,
     PowerError,
     RetryablePowerError,
     check_options,
 )
-from edgebox.drivers.power.ipmi import IpmiDriver, bmc_name, create, parse_k_g, power_error
+from edgebox.drivers.power.ipmi import (
+    IpmiDriver,
+    Locate,
+    bmc_name,
+    create,
+    parse_k_g,
+    power_error,
+)
 from edgebox.drivers.power.ipmi_protocol import Failure, SessionSettings
 from edgebox.drivers.power.registry import driver_kind
+from edgebox.drivers.power.worker_slots import WorkerSlots
 from tests.lab.loop_lateness import LatenessProbe
 
 FAKE_WORKER = Path(__file__).with_name("fake_ipmi_worker.py")
+ENV = DriverEnv.strict()
 
 # --- options and configuration -----------------------------------------------------------------
 
@@ -73,13 +83,13 @@ def test_k_g_is_hex_of_at_most_20_bytes() -> None:
 
 def test_create_refuses_a_bad_key_or_no_address_naming_the_bmc() -> None:
     with pytest.raises(FatalPowerError, match=r"^BMC 10\.0\.0\.5: option k_g: expected hex"):
-        create(BmcConfig("ipmi", "10.0.0.5", "admin", "pw", {"k_g": "zz"}))
+        create(BmcConfig("ipmi", "10.0.0.5", "admin", "pw", {"k_g": "zz"}), ENV)
     with pytest.raises(FatalPowerError, match="needs the BMC's address"):
-        create(BmcConfig("ipmi", " ", "admin", "pw"))
+        create(BmcConfig("ipmi", " ", "admin", "pw"), ENV)
 
 
 def test_create_starts_nothing() -> None:
-    driver = create(BmcConfig("ipmi", "10.0.0.5", "admin", "pw", {"port": 6230}))
+    driver = create(BmcConfig("ipmi", "10.0.0.5", "admin", "pw", {"port": 6230}), ENV)
     assert isinstance(driver, IpmiDriver)
     assert driver.worker_pid is None
     assert driver.address == "10.0.0.5:6230"
@@ -202,19 +212,30 @@ async def wait_gone(pid: int, within: float = 3.0) -> bool:
     return True
 
 
+async def as_named(host: str, port: int) -> str:
+    """The fake worker picks its behaviour by host name: pass the name on, unresolved."""
+    return host
+
+
 class Rig:
-    """Fake-worker drivers sharing one journal file; every driver is closed at the end."""
+    """Fake-worker drivers sharing one journal file and one cap on workers; every driver is
+    closed at the end."""
 
     def __init__(self, journal: Path) -> None:
         self.journal = journal
         self.drivers: list[IpmiDriver] = []
+        self.slots = WorkerSlots(32)
 
-    def driver(self, host: str, *, port: int = 623, timeout: float = 5.0) -> IpmiDriver:
+    def driver(
+        self, host: str, *, port: int = 623, timeout: float = 5.0, locate: Locate = as_named
+    ) -> IpmiDriver:
         settings = SessionSettings(host, port, "admin", "pw", 4, 3, "", idle_exit=25.0)
         driver = IpmiDriver(
             settings,
             privilege="administrator",
             timeout=timeout,
+            slots=self.slots,
+            locate=locate,
             argv=[sys.executable, str(FAKE_WORKER)],
         )
         self.drivers.append(driver)

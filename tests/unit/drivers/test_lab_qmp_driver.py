@@ -9,7 +9,7 @@ import pytest
 from fake_qmp import FakeQemu, FakeVm
 
 from edgebox.domain.power import BootDevice, PowerState
-from edgebox.drivers.power.base import BmcConfig, FatalPowerError, RetryablePowerError
+from edgebox.drivers.power.base import BmcConfig, DriverEnv, FatalPowerError, RetryablePowerError
 from edgebox.drivers.power.lab_qmp import LabQmpDriver
 from edgebox.drivers.power.registry import driver_kind
 
@@ -182,10 +182,10 @@ async def test_a_silent_qemu_is_retryable(sock_dir: Path) -> None:
 async def test_registered_as_lab_with_checked_options(sock_dir: Path) -> None:
     kind = driver_kind("lab")
     assert kind.needs_address
-    made = kind.create(BmcConfig("lab", str(sock_dir / "qmp")))
+    made = kind.create(BmcConfig("lab", str(sock_dir / "qmp")), DriverEnv.strict())
     assert isinstance(made, LabQmpDriver)
     assert (made.nic_id, made.disk_id, made.timeout) == ("nic0", "disk0", 10.0)
     with pytest.raises(FatalPowerError, match="unknown option 'port'"):
-        kind.create(BmcConfig("lab", "/x.qmp", options={"port": 1}))
+        kind.create(BmcConfig("lab", "/x.qmp", options={"port": 1}), DriverEnv.strict())
     with pytest.raises(FatalPowerError, match="QMP socket path"):
-        await kind.create(BmcConfig("lab")).query()
+        await kind.create(BmcConfig("lab"), DriverEnv.strict()).query()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from edgebox.domain.power import BootDevice, PowerState
-from edgebox.drivers.power.base import BmcConfig, ManualActionRequired
+from edgebox.drivers.power.base import BmcConfig, DriverEnv, ManualActionRequired
 from edgebox.drivers.power.manual import ManualDriver
 from edgebox.drivers.power.registry import driver_kind
 
@@ -48,7 +48,7 @@ async def test_the_power_state_is_never_known() -> None:
 async def test_registered_as_manual_without_address_or_options() -> None:
     kind = driver_kind("manual")
     assert (kind.name, kind.needs_address, dict(kind.options)) == ("manual", False, {})
-    made = kind.create(BmcConfig("manual", address="rack 4, unit 12"))
+    made = kind.create(BmcConfig("manual", address="rack 4, unit 12"), DriverEnv.strict())
     with pytest.raises(ManualActionRequired) as raised:
         await made.power_on()
     # The note on where the machine is comes with the request.

@@ -67,7 +67,7 @@ class Lab:
             description="test BMC",
             options={"port": OptionSpec(int, 623, "UDP port", minimum=1, maximum=65535)},
             needs_address=name == "fake",
-            create=lambda config: FakeDriver(self, config),
+            create=lambda config, env: FakeDriver(self, config),
         )
 
 
@@ -402,11 +402,18 @@ async def test_bmc_settings_are_checked_and_the_password_never_shown(rig: Rig) -
     )
     assert view.has_password and view.options == {"port": 623}
     assert "pw-123456" not in repr(view)
-    # A change without a password keeps the stored one.
-    view = await rig.power.set_bmc(system_id, "t", driver="fake", address="10.0.0.2")
-    assert view.has_password
+    # A change without a password keeps the stored one while the BMC stays where it was...
+    view = await rig.power.set_bmc(
+        system_id, "t", driver="fake", address="10.0.0.1", username="admin"
+    )
+    assert view.has_password and view.dropped == ()
     assert (await rig.power.test_bmc(system_id)).ok
-    assert rig.lab.bmcs["10.0.0.2"].password_seen == "pw-123456"
+    assert rig.lab.bmcs["10.0.0.1"].password_seen == "pw-123456"
+    # ... and drops it when the BMC points elsewhere: it must be given again.
+    view = await rig.power.set_bmc(system_id, "t", driver="fake", address="10.0.0.2")
+    assert not view.has_password and view.dropped == ("password",)
+    assert (await rig.power.test_bmc(system_id)).ok
+    assert rig.lab.bmcs["10.0.0.2"].password_seen == ""
 
 
 async def test_passwords_are_encrypted_at_rest_with_a_private_key_file(
