@@ -316,7 +316,8 @@ def start_edgebox(
     config.write_text(yaml.safe_dump({
         "data_dir": str(work / "data"),
         "api": {"host": "127.0.0.1", "port": api_port},
-        "machine_http": {"host": "127.0.0.1", "port": machine_port},
+        # Every simulated machine calls from 127.0.0.1: no per-address limit here.
+        "machine_http": {"host": "127.0.0.1", "port": machine_port, "rate_limit": 0},
         "site": {"name": "bench"},
         "log": {"level": "warning"},
         "power": {"poll_interval": 0},

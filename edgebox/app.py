@@ -33,6 +33,7 @@ from edgebox.bootstrap.config_file import load_settings
 from edgebox.bootstrap.logs import setup_logging
 from edgebox.domain.hardware_bundle import parse_bundle
 from edgebox.domain.models import Machine
+from edgebox.domain.rate_limit import SourceLimiter
 from edgebox.domain.settings import ConfigError, ListenSettings, Settings
 from edgebox.net.dhcp_listener import DhcpListener
 from edgebox.net.machine_http import build_machine_app
@@ -354,9 +355,11 @@ class Edgebox:
     @contextlib.asynccontextmanager
     async def _listeners(self, ctx: ApiContext) -> AsyncIterator[Listening]:
         api = web.AppRunner(build_api_app(ctx), shutdown_timeout=5.0)
+        limits = self.settings.machine_http
         machine_app = build_machine_app(
             self.boot, ctx.machines, scripts=self.scripts, images=ctx.images,
             deploys=self.deploy.agent if self.deploy else None,
+            limiter=SourceLimiter(limits.rate_limit, limits.rate_burst),
         )  # fmt: skip
         machine = web.AppRunner(machine_app, shutdown_timeout=5.0)
         await api.setup()

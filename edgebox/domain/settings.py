@@ -51,6 +51,17 @@ class ListenSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MachineHttpSettings(ListenSettings):
+    host: str = "0.0.0.0"  # noqa: S104 - machines reach it from the provisioning network
+    port: int = _port(5248)
+    # Requests a second each address may make without a credential (boot scripts, loaders,
+    # kernels, the token's initrd, the seed): docs/security.md. 0: no limit. Beyond the burst
+    # the answer is 429 with Retry-After; a booting machine makes a handful.
+    rate_limit: float = field(default=20.0, metadata={"min": 0.0, "max": 100_000.0})
+    rate_burst: int = field(default=200, metadata={"min": 1, "max": 1_000_000})
+
+
+@dataclass(frozen=True, slots=True)
 class SiteSettings:
     # A human name for this site, shown in the UI and at the hub. Defaults to the host name.
     name: str = ""
@@ -191,7 +202,7 @@ class Settings:
     data_dir: str = ""
     site: SiteSettings = SiteSettings()
     api: ListenSettings = ListenSettings()
-    machine_http: ListenSettings = ListenSettings(host="0.0.0.0", port=5248)  # noqa: S104
+    machine_http: MachineHttpSettings = MachineHttpSettings()
     database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
     auth: AuthSettings = AuthSettings()
@@ -364,6 +375,7 @@ __all__ = [
     "DatabaseSettings",
     "ListenSettings",
     "LogSettings",
+    "MachineHttpSettings",
     "Settings",
     "SiteSettings",
     "default_data_dir",

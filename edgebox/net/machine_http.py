@@ -14,12 +14,16 @@ Every boot step is an event on the MAC's boot timeline.
 from __future__ import annotations
 
 import logging
+import math
+import time
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from edgebox import __version__
 from edgebox.domain.identifiers import parse_mac
 from edgebox.domain.models import MachineFilter
+from edgebox.domain.rate_limit import SourceLimiter
 from edgebox.net.agent_http import agent_error, bearer_token, json_body
 from edgebox.net.deploy_http import add_deploy_routes
 from edgebox.net.image_http import add_image_routes
@@ -127,14 +131,36 @@ async def agent_call(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+def source_limit(limiter: SourceLimiter) -> Middleware:
+    """Requests without a credential count against their address's bucket; past it, a 429
+    that says when to come back (docs/security.md)."""
+
+    @web.middleware
+    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        source = request.remote or ""
+        if "Authorization" not in request.headers and not limiter.allow(source, time.monotonic()):
+            wait = max(1, math.ceil(limiter.retry_after(source)))
+            log.debug("rate limited remote=%s path=%s", source, request.path)
+            raise web.HTTPTooManyRequests(
+                text=f"too many requests from {source}; retry in {wait} s\n",
+                headers={"Retry-After": str(wait)},
+            )
+        return await handler(request)
+
+    return limit
+
+
 def build_machine_app(
     boot: BootService | None = None,
     machines: MachineService | None = None,
     scripts: ScriptAgent | None = None,
     images: ImageService | None = None,
     deploys: DeployAgent | None = None,
+    *,
+    limiter: SourceLimiter | None = None,
 ) -> web.Application:
-    app = web.Application(client_max_size=4 * 1024 * 1024)
+    middlewares = [source_limit(limiter)] if limiter is not None and limiter.enabled else []
+    app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=middlewares)
     if boot is not None and machines is not None:
         app[BOOT] = boot
         app[MACHINES] = machines

@@ -196,3 +196,20 @@ async def test_a_token_for_an_unknown_mac_cannot_enlist_into_a_known_one(rig: Wi
     # The same token again: the MAC is a known machine's now, which this token cannot touch.
     status, again = await rig.agent("enlist", token, {"inventory": inventory(MAC)})
     assert status == 403 and f"belongs to machine {body['system_id']}" in again["message"]
+
+
+async def test_unauthenticated_requests_are_limited_per_address(tmp_path: Path) -> None:
+    """The attack: GET /boot/ipxe?mac=<random> 600 times in 0.6 s added 600 rows. Now an
+    address gets its burst, then 429 with Retry-After; a credential is not counted."""
+    from edgebox.domain.rate_limit import SourceLimiter  # noqa: PLC0415
+
+    app = build_machine_app(limiter=SourceLimiter(rate=1.0, burst=5))
+    async with TestClient(TestServer(app)) as client:
+        statuses = [(await client.get("/health")).status for _ in range(7)]
+        assert statuses == [200] * 5 + [429] * 2
+        refused = await client.get("/boot/ipxe?mac=52:54:00:00:00:01")
+        assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
+        authed = await client.post(
+            "/machine/v1/heartbeat", json={}, headers={"Authorization": "Bearer x"}
+        )
+        assert authed.status != 429
