@@ -176,8 +176,14 @@ class BootStore:
 
 
 def _insert_token(tx: Tx, grant: TokenGrant, machine_id: int | None) -> None:
-    # One live token per NIC: a new boot replaces the previous one's.
+    # One live token per NIC: a new boot replaces the previous one's; and the expired ones
+    # go (a few at a time, so that one issue never pays for a long idle spell).
     tx.conn.execute("DELETE FROM boot_tokens WHERE mac = ?", (grant.mac,))
+    tx.conn.execute(
+        "DELETE FROM boot_tokens WHERE id IN (SELECT id FROM boot_tokens WHERE expires_at < ? "
+        "ORDER BY expires_at LIMIT 64)",
+        (tx.now,),
+    )
     tx.conn.execute(
         "INSERT INTO boot_tokens (token_hash, mac, machine_id, purpose, issued_at, expires_at, "
         "source) VALUES (?, ?, ?, ?, ?, ?, ?)",

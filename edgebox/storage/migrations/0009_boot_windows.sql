@@ -10,3 +10,5 @@ CREATE TABLE boot_windows (
 );
 -- The address a token was handed to; every call with it must come from there.
 ALTER TABLE boot_tokens ADD COLUMN source TEXT NOT NULL DEFAULT '';
+-- Expired tokens are deleted as new ones are issued.
+CREATE INDEX boot_tokens_expiry ON boot_tokens (expires_at);

@@ -213,3 +213,12 @@ async def test_unauthenticated_requests_are_limited_per_address(tmp_path: Path) 
             "/machine/v1/heartbeat", json={}, headers={"Authorization": "Bearer x"}
         )
         assert authed.status != 429
+
+
+async def test_expired_tokens_are_deleted_as_new_ones_are_issued(rig: WindowRig) -> None:
+    for i in range(5):  # five unknown MACs, each handed a token
+        await rig.script(f"52:54:00:00:01:{i:02x}")
+    assert (await rig.db.fetchone("SELECT count(*) FROM boot_tokens"))[0] == 5
+    rig.clock.advance(601)  # past the rig's token_ttl
+    await rig.script("52:54:00:00:02:00")
+    assert (await rig.db.fetchone("SELECT count(*) FROM boot_tokens"))[0] == 1
