@@ -49,6 +49,7 @@ from edgebox.services.deploy_parts import DeployParts, build_deploy_parts
 from edgebox.services.dhcp_service import DhcpService
 from edgebox.services.dhcp_subnets import SubnetRegistry
 from edgebox.services.event_bus import EventBus
+from edgebox.services.event_retention import EventRetention
 from edgebox.services.event_service import EventService
 from edgebox.services.image_service import ImageService
 from edgebox.services.image_signing import KeyFileError, TrustedKeys
@@ -310,6 +311,10 @@ class Edgebox:
                         services.append(group.create_task(self.power.run(), name="power"))
                     if self.images is not None:
                         services.append(group.create_task(self.images.run(), name="images"))
+                    retention = EventRetention(
+                        self.settings.events, store=EventStore(self.db), clock=self.clock
+                    )
+                    services.append(group.create_task(retention.run(), name="event-retention"))
                     if self.watchdog is not None:
                         watchdog = group.create_task(self.watchdog.run(), name="watchdog")
                         services.append(watchdog)

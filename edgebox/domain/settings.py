@@ -198,6 +198,16 @@ class ImageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EventSettings:
+    # The event log is kept this many days, and at most this many events (the newest); the
+    # older are deleted every `prune_interval` seconds. 0: no limit of that kind. Events the
+    # hub has not acknowledged are never deleted (services/event_retention.py).
+    keep_days: float = field(default=90.0, metadata={"min": 0.0, "max": 36_500.0})
+    keep_count: int = field(default=1_000_000, metadata={"min": 0, "max": 1 << 40})
+    prune_interval: float = field(default=600.0, metadata={"min": 1.0, "max": 86_400.0})
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: str = ""
     site: SiteSettings = SiteSettings()
@@ -213,6 +223,7 @@ class Settings:
     power: PowerSettings = PowerSettings()
     images: ImageSettings = ImageSettings()
     deploy: DeploySettings = field(default_factory=DeploySettings)
+    events: EventSettings = EventSettings()
 
     @property
     def database_path(self) -> Path:
@@ -373,6 +384,7 @@ def _show(value: object) -> str:
 __all__ = [
     "ConfigError",
     "DatabaseSettings",
+    "EventSettings",
     "ListenSettings",
     "LogSettings",
     "MachineHttpSettings",

@@ -7,6 +7,8 @@ from edgebox.storage.database import Database
 from edgebox.storage.events_sql import EVENT_COLUMNS, event_from_row
 from edgebox.storage.writer import Tx
 
+PRUNE_BATCH = 10_000
+
 
 class EventStore:
     def __init__(self, db: Database) -> None:
@@ -40,6 +42,35 @@ class EventStore:
     async def last_seq(self) -> int:
         row = await self._db.fetchone("SELECT coalesce(max(seq), 0) FROM events")
         return int(row[0]) if row else 0
+
+    async def prune(
+        self, older_than: float, keep_newest: int, below_seq: int | None
+    ) -> tuple[int, bool]:
+        """Delete events older than `older_than` (a time) or beyond the newest `keep_newest`
+        (0: no such limit), never one at or above `below_seq` (None: no such floor). At most
+        PRUNE_BATCH a call, oldest first, so a long-idle log is cleaned in short transactions.
+        Returns how many went, and whether the floor kept some the policy would delete."""
+
+        def job(tx: Tx) -> tuple[int, bool]:
+            conn = tx.conn
+            top = int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+            by_count = top - keep_newest + 1 if keep_newest else 0
+            by_time = conn.execute(
+                "SELECT coalesce(min(seq), ?) FROM events WHERE time >= ?", (top + 1, older_than)
+            ).fetchone()[0]
+            wanted = max(by_count, int(by_time))
+            cut = wanted if below_seq is None else min(wanted, below_seq)
+            deleted = conn.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq < ? "
+                "ORDER BY seq LIMIT ?)",
+                (cut, PRUNE_BATCH),
+            ).rowcount
+            held = cut < wanted and bool(
+                conn.execute("SELECT 1 FROM events WHERE seq < ? LIMIT 1", (wanted,)).fetchone()
+            )
+            return int(deleted), held
+
+        return await self._db.write(job)
 
     async def append(self, event: NewEvent) -> Event:
         def job(tx: Tx) -> Event:
