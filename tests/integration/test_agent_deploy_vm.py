@@ -171,7 +171,13 @@ def test_vm_deploys_the_tiny_image_and_boots_it_with_its_seed(
             "deploy seed written", "deploy done", "reboot",
         ], context  # fmt: skip
         done = body_of(api, "/machine/v1/deploy/done")
-        assert done == {"ok": True, "disk": "vda", "sha256": image.sha256}
+        # The disk's serial too: edgebox checks the disk written against its inventory.
+        assert done == {
+            "ok": True,
+            "disk": "vda",
+            "sha256": image.sha256,
+            "serial": spec.disk_serial,
+        }
         steps = [r["body"]["step"] for r in api.requests()
                  if r["path"] == "/machine/v1/deploy/progress"]  # fmt: skip
         assert set(steps) == {"download", "write", "verify", "seed"}, steps
@@ -259,6 +265,7 @@ def test_vm_quick_erase_of_every_disk_leaves_no_signature(
         ], f"{seen}\n{vm.output()[-4000:]}"  # fmt: skip
         assert body_of(api, "/machine/v1/erase/done") == {
             "ok": True, "disks": {"vda": "quick", "vdb": "quick"},
+            "serials": {"vda": spec.disk_serial, "vdb": spec.extra_disks[0][2]},
         }  # fmt: skip
         for disk in (vda, vdb):
             assert blkid(disk) == "", disk
