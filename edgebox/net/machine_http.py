@@ -18,9 +18,10 @@ import logging
 from aiohttp import web
 
 from edgebox import __version__
+from edgebox.domain.errors import StorageUnavailable
 from edgebox.domain.identifiers import parse_mac
 from edgebox.domain.models import MachineFilter
-from edgebox.net.agent_http import agent_error, bearer_token, json_body
+from edgebox.net.agent_http import agent_error, bearer_token, json_body, storage_unavailable
 from edgebox.net.deploy_http import add_deploy_routes
 from edgebox.net.image_http import add_image_routes
 from edgebox.net.script_http import SCRIPT_AGENT, add_script_routes
@@ -89,7 +90,10 @@ async def _fetched(request: web.Request, boot: BootService, step: str, detail: s
         mac = parse_mac(mac) if mac else None
     except ValueError:
         mac = None
-    await boot.fetched(step, mac, request.remote or "", detail)
+    try:
+        await boot.fetched(step, mac, request.remote or "", detail)
+    except StorageUnavailable as exc:  # a timeline step is a record, not a condition to boot
+        log.debug("boot step not recorded step=%s mac=%s error=%s", step, mac, exc)
 
 
 async def agent_call(request: web.Request) -> web.Response:
@@ -122,7 +126,7 @@ def build_machine_app(
     images: ImageService | None = None,
     deploys: DeployAgent | None = None,
 ) -> web.Application:
-    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[storage_unavailable])
     if boot is not None and machines is not None:
         app[BOOT] = boot
         app[MACHINES] = machines
