@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebox.domain.enlistment import InventoryError, identity_of
+from edgebox.domain.errors import StorageUnavailable
 from edgebox.domain.identifiers import hostname_for, new_system_id
 from edgebox.domain.lifecycle import Status
 from edgebox.domain.models import Machine, NewEvent, NewMachine
@@ -239,6 +240,8 @@ class BootService:
             step, client_ip, detail = await self._noted.get()
             try:
                 await self.fetched(step, None, client_ip, detail)
+            except StorageUnavailable as exc:  # the writer logs the episode
+                log.debug("boot step %s of %s not recorded: %s", step, client_ip, exc)
             except Exception:
                 log.exception("cannot record boot step %s of %s", step, client_ip)
 
