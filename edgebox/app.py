@@ -163,6 +163,7 @@ class Edgebox:
             events=events,
             site=site,
             version=__version__,
+            storage=self.db.health,
             dhcp=await self._dhcp(machines, events),
             tags=TagService(TagStore(self.db)),
             power=self.power,

@@ -17,6 +17,7 @@ from edgebox.services.machine_service import MachineService
 from edgebox.services.power_service import PowerService
 from edgebox.services.script_service import ScriptService
 from edgebox.services.tag_service import TagService
+from edgebox.storage.failures import StorageHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class ApiContext:
     events: EventService
     site: Site
     version: str
+    storage: StorageHealth  # whether the database takes writes now (`/health`)
     dhcp: DhcpService | None = None
     tags: TagService | None = None
     power: PowerService | None = None

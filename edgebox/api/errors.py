@@ -1,10 +1,11 @@
 """Every failure leaves the API as JSON: `{"error": code, "message": text[, "field": name]}`.
 
 Handlers raise domain errors (`NotFound`, `Forbidden`, `Conflict`, `InvalidInput`,
-`IllegalTransition`) or `ApiError`; the middleware maps them to a status code. aiohttp's own
-HTTP errors (unknown path, wrong method) are rewritten to the same shape, and anything
-unexpected becomes a 500 whose message points to the log line that holds the traceback —
-never the traceback itself.
+`IllegalTransition`) or `ApiError`; the middleware maps them to a status code
+(`StorageUnavailable`, a database that cannot take writes now, is a 503 with Retry-After).
+aiohttp's own HTTP errors (unknown path, wrong method) are rewritten to the same shape, and
+anything unexpected becomes a 500 whose message points to the log line that holds the
+traceback — never the traceback itself.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from edgebox.domain.errors import Conflict, EdgeboxError, Forbidden, InvalidInput, NotFound
+from edgebox.domain.errors import (
+    Conflict,
+    EdgeboxError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    StorageUnavailable,
+)
 from edgebox.domain.lifecycle import IllegalTransition
 
 log = logging.getLogger(__name__)
@@ -43,11 +51,18 @@ class ApiError(Exception):
         self.field = field
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     body: dict[str, str] = {"error": code, "message": message}
     if field is not None:
         body["field"] = field
-    headers = {"WWW-Authenticate": 'Bearer realm="edgebox"'} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="edgebox"'}
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -75,6 +90,11 @@ def _known(exc: Exception) -> web.Response:
         return error_response(exc.status, exc.code, exc.message, exc.field)
     if isinstance(exc, InvalidInput):
         return error_response(400, "bad_request", str(exc), exc.field)
+    if isinstance(exc, StorageUnavailable):
+        # Not the caller's fault and not a bug: the writer logged it (once per episode), and
+        # the same request succeeds once the storage is back.
+        retry = {"Retry-After": str(exc.retry_after)}
+        return error_response(503, "storage_unavailable", str(exc), headers=retry)
     status, code = next(
         (pair for kind, pair in _DOMAIN_ERRORS if isinstance(exc, kind)), (400, "bad_request")
     )

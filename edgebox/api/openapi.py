@@ -15,6 +15,8 @@ _ERRORS = {
     "403": "the token's role may not do this",
     "404": "no such object",
     "409": "illegal in the current state, or clashes with existing data",
+    "503": "the database cannot take writes now (disk full, I/O error); nothing was stored: "
+    "retry after the Retry-After header's seconds",
 }
 
 

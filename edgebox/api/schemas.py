@@ -130,7 +130,16 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     },
     "Health": {
         "type": "object",
-        "properties": {"status": STR, "version": STR, "site_id": STR, "site_name": STR},
-        "required": ["status", "version"],
+        "properties": {
+            "status": STR,
+            "version": STR,
+            "site_id": STR,
+            "site_name": STR,
+            "storage": {
+                "type": "string",
+                "description": "ok, or failing: why writes fail now and what to do about it",
+            },
+        },
+        "required": ["status", "version", "storage"],
     },
 }

@@ -14,6 +14,8 @@ OPENAPI = web.AppKey("edgebox_openapi", dict)
 
 
 async def health(request: web.Request) -> web.Response:
+    """`status` is liveness: the process serves (a restart would not bring back a full disk).
+    `storage` says whether writes succeed: `ok` or `failing: <what to do about it>`."""
     ctx = context(request)
     return web.json_response(
         {
@@ -21,6 +23,7 @@ async def health(request: web.Request) -> web.Response:
             "version": ctx.version,
             "site_id": ctx.site.site_id,
             "site_name": ctx.site.name,
+            "storage": ctx.storage.describe(),
         }
     )
 

@@ -30,3 +30,14 @@ class InvalidInput(EdgeboxError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.detail = message
+
+
+class StorageUnavailable(EdgeboxError):
+    """The database cannot take writes now (its disk is full, an I/O error, a lock held by
+    another program): nothing of the request was stored. Not the caller's fault; the same
+    request may succeed after `retry_after` seconds, and does once the cause is gone."""
+
+    def __init__(self, message: str, cause: str = "unavailable", retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.cause = cause  # one word for what is wrong: disk_full, io_error, locked, ...
+        self.retry_after = retry_after

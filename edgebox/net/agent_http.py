@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from edgebox.domain.errors import NotFound
+from edgebox.domain.errors import NotFound, StorageUnavailable
 from edgebox.services.boot_service import AgentAuthError, AgentCall, AgentInputError, BootService
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,23 @@ def agent_error(status: int, message: str, *, max_size: int = 0) -> web.HTTPExce
             max_size, max_size + 1, text=body, content_type="application/json"
         )
     return _KINDS[status](text=body, content_type="application/json")
+
+
+@web.middleware
+async def storage_unavailable(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A write the database cannot take now is a 503 the agent (or iPXE) retries, not a 500
+    with a traceback per request: the writer already logged the episode."""
+    try:
+        return await handler(request)
+    except StorageUnavailable as exc:
+        log.debug("machine request not served path=%s error=%s", request.path, exc)
+        body = json.dumps({"error": "storage_unavailable", "message": str(exc)})
+        return web.Response(
+            status=503,
+            text=body,
+            content_type="application/json",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
 
 
 def guarded(boot: BootService, call: Call, conflicts: tuple[type[Exception], ...] = ()) -> Handler:

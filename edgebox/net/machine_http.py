@@ -21,10 +21,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from edgebox import __version__
+from edgebox.domain.errors import StorageUnavailable
 from edgebox.domain.identifiers import parse_mac
 from edgebox.domain.models import MachineFilter
 from edgebox.domain.rate_limit import SourceLimiter
-from edgebox.net.agent_http import agent_error, bearer_token, json_body
+from edgebox.net.agent_http import agent_error, bearer_token, json_body, storage_unavailable
 from edgebox.net.deploy_http import add_deploy_routes
 from edgebox.net.image_http import add_image_routes
 from edgebox.net.script_http import SCRIPT_AGENT, add_script_routes
@@ -105,7 +106,10 @@ async def _fetched(request: web.Request, boot: BootService, step: str, detail: s
         mac = parse_mac(mac) if mac else None
     except ValueError:
         mac = None
-    await boot.fetched(step, mac, request.remote or "", detail)
+    try:
+        await boot.fetched(step, mac, request.remote or "", detail)
+    except StorageUnavailable as exc:  # a timeline step is a record, not a condition to boot
+        log.debug("boot step not recorded step=%s mac=%s error=%s", step, mac, exc)
 
 
 async def agent_call(request: web.Request) -> web.Response:
@@ -159,7 +163,9 @@ def build_machine_app(
     *,
     limiter: SourceLimiter | None = None,
 ) -> web.Application:
-    middlewares = [source_limit(limiter)] if limiter is not None and limiter.enabled else []
+    middlewares: list[Middleware] = [storage_unavailable]
+    if limiter is not None and limiter.enabled:
+        middlewares.insert(0, source_limit(limiter))
     app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=middlewares)
     if boot is not None and machines is not None:
         app[BOOT] = boot

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterator
 
 from edgebox.domain.auth import Principal, Role, TokenInfo, hash_token, new_token
+from edgebox.domain.errors import StorageUnavailable
 from edgebox.services.clock import Clock
 from edgebox.storage.auth_store import AuthStore
 
@@ -40,7 +41,9 @@ class AuthService:
         last = self._touched.get(principal.token_id)
         if last is None or now - last >= TOUCH_INTERVAL:
             self._touched[principal.token_id] = now
-            await self._store.touch(principal.token_id)
+            # A hint for people: a read must not fail because the hint cannot be written.
+            with contextlib.suppress(StorageUnavailable):
+                await self._store.touch(principal.token_id)
         return principal
 
     async def bootstrap_admin(self) -> str | None:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from edgebox.domain.boot_window import Claim
 from edgebox.domain.enlistment import InventoryError, identity_of
+from edgebox.domain.errors import StorageUnavailable
 from edgebox.domain.identifiers import hostname_for, new_system_id
 from edgebox.domain.lifecycle import Status
 from edgebox.domain.models import EventLevel, Machine, NewEvent, NewMachine
@@ -344,6 +345,8 @@ class BootService:
             step, client_ip, detail = await self._noted.get()
             try:
                 await self.fetched(step, None, client_ip, detail)
+            except StorageUnavailable as exc:  # the writer logs the episode
+                log.debug("boot step %s of %s not recorded: %s", step, client_ip, exc)
             except Exception:
                 log.exception("cannot record boot step %s of %s", step, client_ip)
 

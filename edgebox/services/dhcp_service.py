@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from edgebox.domain.dhcp import ForeignServer, LeaseRecord, LeaseState
-from edgebox.domain.errors import Conflict, NotFound
+from edgebox.domain.errors import Conflict, NotFound, StorageUnavailable
 from edgebox.domain.models import EventLevel, NewEvent
 from edgebox.domain.settings import DhcpSettings
 from edgebox.services.clock import Clock
@@ -257,10 +257,15 @@ class DhcpService:
         return Handled(reply, commit, decision.probe_ip, snapshot)
 
     def commit_failed(self, handled: Handled, future: asyncio.Future[None]) -> None:
+        """The lease was not committed: forget it and send nothing (no ACK for a lease the
+        database does not hold, and no NAK either: the client did nothing wrong, and it asks
+        again by itself, which succeeds once the storage is back)."""
         if handled.snapshot is not None:
             self._table.restore(handled.snapshot)
         error = None if future.cancelled() else future.exception()
-        log.error("dhcp lease not committed; reply withheld error=%s", error)
+        # A storage failure is logged once per episode by the writer, not once per packet.
+        level = logging.DEBUG if isinstance(error, StorageUnavailable) else logging.ERROR
+        log.log(level, "dhcp lease not committed; reply withheld error=%s", error)
 
     def address_in_use(self, link: str, ip: int, holder: bytes) -> None:
         self._table.mark_in_use(ip, self._clock.now())
@@ -294,6 +299,8 @@ class DhcpService:
                             },
                         )
                     )
+            except StorageUnavailable as exc:  # the writer logs the episode
+                log.debug("dhcp side work not recorded item=%s error=%s", item, exc)
             except Exception:
                 log.exception("dhcp side work failed item=%s", item)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from edgebox.domain.errors import Conflict, InvalidInput, NotFound
+from edgebox.domain.errors import Conflict, InvalidInput, NotFound, StorageUnavailable
 from edgebox.domain.image_eviction import CachedImage, plan_eviction
 from edgebox.domain.image_manifest import ManifestError, parse_envelope
 from edgebox.domain.models import EventLevel, NewEvent
@@ -270,6 +270,19 @@ class ImageService:
         progress = ImportProgress(image.size, self._clock.monotonic())
         self._progress[image.id] = progress
         try:
+            await self._import_once(image, progress)
+        except StorageUnavailable as exc:
+            # Its outcome could not be stored: it stays importing, and is taken up again
+            # (its files already fetched are kept) after a pause, not in a tight loop.
+            log.warning("image import interrupted id=%s name=%s: %s", image.id, image.name, exc)
+            await asyncio.sleep(exc.retry_after)
+        finally:
+            self._progress.pop(image.id, None)
+            self._active.pop(image.id, None)
+            self._wake.set()  # it may have been asked for again while it was finishing
+
+    async def _import_once(self, image: ImageRecord, progress: ImportProgress) -> None:
+        try:
             async with self._slots:
                 await self._fetch_all(image, progress)
         except (FetchError, ContentMismatch, OSError, ValueError) as exc:
@@ -286,7 +299,7 @@ class ImageService:
                     error=str(exc),
                 ),
             )
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, StorageUnavailable):
             raise
         except Exception as exc:
             log.exception("image import crashed id=%s", image.id)
@@ -315,10 +328,6 @@ class ImageService:
                     size=image.size,
                 ),
             )
-        finally:
-            self._progress.pop(image.id, None)
-            self._active.pop(image.id, None)
-            self._wake.set()  # it may have been asked for again while it was finishing
 
     async def _fetch_all(self, image: ImageRecord, progress: ImportProgress) -> None:
         source = source_from_json(image.source, self._http())

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgebox.domain import lifecycle
-from edgebox.domain.errors import Conflict, NotFound
+from edgebox.domain.errors import Conflict, NotFound, StorageUnavailable
 from edgebox.domain.lifecycle import Action
 from edgebox.domain.models import EventLevel, Machine, MachineFilter, NewEvent
 from edgebox.domain.power import BootDevice, PowerOp, PowerOpState, PowerState
@@ -279,7 +279,13 @@ class PowerService:
     async def _dispatch_forever(self, group: asyncio.TaskGroup) -> None:
         while True:
             self._wake.clear()
-            next_due = self._dispatch(await self._store.open_ops(), group)
+            try:
+                ops = await self._store.open_ops()
+            except StorageUnavailable as exc:  # the database cannot be read now: later
+                log.debug("power queue not read: %s", exc)
+                await asyncio.sleep(exc.retry_after)
+                continue
+            next_due = self._dispatch(ops, group)
             timeout = None if next_due is None else max(0.0, next_due - self._clock.now())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -307,18 +313,42 @@ class PowerService:
         try:
             async with self._slots:
                 await self._execute_now(op)
+        except StorageUnavailable as exc:
+            await self._requeue_when_writable(op, exc)
         except Exception:
             log.exception("power operation %d crashed", op.id)
-            await self._store.finish(
-                op.id,
-                PowerOpState.FAILED,
-                "internal error (see the edgebox log)",
-                None,
-                [_failed_event(op, "internal error (see the edgebox log)", op.attempts)],
-            )
+            try:
+                await self._store.finish(
+                    op.id,
+                    PowerOpState.FAILED,
+                    "internal error (see the edgebox log)",
+                    None,
+                    [_failed_event(op, "internal error (see the edgebox log)", op.attempts)],
+                )
+            except StorageUnavailable as exc:
+                await self._requeue_when_writable(op, exc)
         finally:
             self._busy.discard(op.machine_id)
             self._wake.set()
+
+    async def _requeue_when_writable(self, op: PowerOpRecord, exc: StorageUnavailable) -> None:
+        """The database could not store the operation's start or its outcome. Every operation
+        is safe to repeat (see `PowerStore.recover`): it is queued again as soon as the
+        database takes writes, and its machine runs nothing else until then (FIFO)."""
+        log.warning(
+            "power op %d (%s %s) interrupted: %s; it runs again once the database takes writes",
+            op.id,
+            op.op.value,
+            op.system_id,
+            exc,
+        )
+        while True:
+            await asyncio.sleep(exc.retry_after)
+            try:
+                await self._store.retry_later(op.id, self._clock.now(), f"interrupted: {exc}")
+                return
+            except StorageUnavailable as again:
+                exc = again
 
     async def _execute_now(self, op: PowerOpRecord) -> None:
         record = await self._store.start(op.id)
@@ -431,7 +461,10 @@ class PowerService:
     async def _poll_forever(self) -> None:
         while True:
             await asyncio.sleep(self._settings.poll_interval)
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except StorageUnavailable as exc:  # the next round asks again
+                log.debug("power poll not done: %s", exc)
 
     async def poll_once(self) -> None:
         """Query every BMC that is idle (manual machines have nothing to ask)."""
@@ -467,7 +500,10 @@ class PowerService:
                         data={"previous": previous.value, "state": state.value},
                     )
 
-                await self._store.set_power_state(bmc.machine_id, state, describe)
+                try:
+                    await self._store.set_power_state(bmc.machine_id, state, describe)
+                except StorageUnavailable as exc:  # the next poll records it
+                    log.debug("power state of %s not recorded: %s", bmc.system_id, exc)
         finally:
             self._busy.discard(bmc.machine_id)
 

@@ -37,6 +37,7 @@ class Checkpointer:
         self._path = path
         self._commits = commits
         self._interval = interval
+        self._failing = False
 
     async def run(self) -> None:
         """Checkpoint until cancelled; a checkpoint in progress is finished first."""
@@ -62,8 +63,14 @@ class Checkpointer:
         try:
             busy, wal_pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:  # disk full, I/O error: the next round tries again
-            log.warning("WAL checkpoint failed error=%s", exc)
+            # Once per run of failures, not every round (the writer logs why writes fail).
+            level = logging.DEBUG if self._failing else logging.WARNING
+            log.log(level, "WAL checkpoint failed error=%s", exc)
+            self._failing = True
             return
+        if self._failing:
+            log.info("WAL checkpoints succeed again")
+            self._failing = False
         log.debug("WAL checkpoint busy=%d wal_pages=%d copied=%d", busy, wal_pages, copied)
 
 

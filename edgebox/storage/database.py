@@ -21,6 +21,7 @@ import aiosqlite
 
 from edgebox.domain.models import Event
 from edgebox.storage.checkpointer import BACKSTOP_PAGES
+from edgebox.storage.failures import StorageHealth, storage_failure
 from edgebox.storage.migrations import load_migrations, migrate
 from edgebox.storage.writer import GroupCommitWriter, Tx
 
@@ -66,8 +67,13 @@ class Database:
         except BaseException:
             os.close(lock_fd)
             raise
-        writer = GroupCommitWriter(write_conn, clock, linger=linger)
+        writer = GroupCommitWriter(write_conn, clock, linger=linger, path=path)
         return cls(path, writer, write_conn, reader, lock_fd)
+
+    @property
+    def health(self) -> StorageHealth:
+        """Whether writes succeed now (`/health` shows it)."""
+        return self.writer.health
 
     def on_commit(self, listener: Callable[[list[Event]], None]) -> None:
         self.writer.set_commit_listener(listener)
@@ -84,11 +90,19 @@ class Database:
     # then keeps reading from before the latest commits (a boot token just issued is
     # "unknown", results just written are missing).
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        return list(await self._reader.execute_fetchall(sql, tuple(params)))
+        return list(await self._read(sql, params))
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        rows = await self._reader.execute_fetchall(sql, tuple(params))
-        return next(iter(rows), None)
+        return next(iter(await self._read(sql, params)), None)
+
+    async def _read(self, sql: str, params: Iterable[Any]) -> Iterable[sqlite3.Row]:
+        try:
+            return await self._reader.execute_fetchall(sql, tuple(params))
+        except sqlite3.Error as exc:  # an I/O error, a damaged file: not the caller's fault
+            failure = storage_failure(exc, self.path)
+            if failure is None:
+                raise
+            raise failure from exc
 
     async def close(self) -> None:
         """Close both sides. The writer task must have been stopped first."""
@@ -118,6 +132,7 @@ def _take_lock(path: Path) -> int:
 
 
 def _open_writer(path: Path, synchronous: str) -> sqlite3.Connection:
+    _private_files(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode = WAL")
@@ -129,3 +144,25 @@ def _open_writer(path: Path, synchronous: str) -> sqlite3.Connection:
     conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES:d}")
     migrate(conn, str(path), load_migrations())
     return conn
+
+
+def _private_files(path: Path) -> None:
+    """The database, its -wal and its -shm hold the whole inventory and every token's hash:
+    only edgebox's own user may read them. SQLite creates the -wal and -shm files with the
+    mode of the database file (os_unix.c, findCreateFileMode), so a database made 0600 keeps
+    them 0600 whatever the umask; the files of an older edgebox are tightened."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask took away
+        os.close(fd)
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            loose = name.stat().st_mode & 0o077
+        except FileNotFoundError:
+            continue
+        if loose:
+            os.chmod(name, 0o600)
+            log.warning("tightened the mode of %s to 0600 (it was readable by others)", name)

@@ -13,6 +13,14 @@ commits at once.
 Nothing is acknowledged before its commit: a caller whose `write()` returned knows its change
 is on disk (with synchronous=FULL, through a power cut).
 
+When the storage fails (the disk is full, an I/O error, a lock held past the busy timeout:
+see `failures.py`) the writer does not: the job that met the error gets `StorageUnavailable`
+and is rolled back to its savepoint; if that cannot be done (SQLite may have rolled back the
+whole transaction by itself) or BEGIN or COMMIT fails, the whole group is rolled back and each
+of its jobs gets the error. Groups committed earlier are untouched, and the next group starts
+afresh, so writes succeed again by themselves once space is back. `health` says whether
+writes fail now, and logs each episode once.
+
 Why a thread with the standard `sqlite3` module here and not aiosqlite: aiosqlite hops to its
 thread for every statement, and a group-committed batch wants all of its statements run in one
 hop without the event loop interleaving. Reads, which are many small independent awaits, use
@@ -27,10 +35,13 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
+from edgebox.domain.errors import StorageUnavailable
 from edgebox.domain.models import Event, NewEvent
 from edgebox.storage.events_sql import insert_event
+from edgebox.storage.failures import StorageHealth, group_failure, storage_failure
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +84,11 @@ class GroupCommitWriter:
         clock: Callable[[], float],
         on_commit: Callable[[list[Event]], None] | None = None,
         linger: float = 0.0,
+        *,
+        path: Path,
     ) -> None:
         self._conn = conn
+        self._path = path  # the database file, for messages that say where
         self._clock = clock
         self._on_commit = on_commit
         self._linger = linger
@@ -83,6 +97,7 @@ class GroupCommitWriter:
         self._closed = False
         self.commits = 0
         self.jobs_done = 0
+        self.health = StorageHealth(clock)
 
     def set_commit_listener(self, on_commit: Callable[[list[Event]], None]) -> None:
         self._on_commit = on_commit
@@ -121,52 +136,95 @@ class GroupCommitWriter:
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(self._executor, self._run_batch, batch)
         try:
-            await asyncio.shield(work)
+            failure = await asyncio.shield(work)
         except asyncio.CancelledError:
             # Shutting down: the batch still commits on its thread; wait, then answer.
-            await work
-            self._settle(batch)
+            self._settle(batch, await work)
             raise
-        self._settle(batch)
+        self._settle(batch, failure)
 
-    def _run_batch(self, batch: list[_Job]) -> None:
+    def _run_batch(self, batch: list[_Job]) -> StorageUnavailable | None:
+        """Run and commit `batch` (on the writer's thread): afterwards every job holds a
+        result or an error. Returns the storage failure met, if any."""
         conn = self._conn
         tx_time = self._clock()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            log.error("cannot start a write transaction jobs=%d error=%s", len(batch), exc)
+            self._begin()
             for job in batch:
-                job.error = exc
-            return
-        for job in batch:
-            tx = Tx(conn, tx_time)
-            conn.execute("SAVEPOINT job")
-            try:
-                job.result = job.fn(tx)
-                job.events = tx.events
-                conn.execute("RELEASE job")
-            except Exception as exc:  # the job's own failure: undo it alone, tell its caller
-                job.error = exc
-                conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-        try:
+                conn.execute("SAVEPOINT job")
+                lost = self._run_job(job, Tx(conn, tx_time))
+                if lost is not None:
+                    return self._fail_group(batch, lost)
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:  # disk full, I/O error: nothing of the group is durable
-            log.error("group commit failed jobs=%d error=%s", len(batch), exc)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for job in batch:
-                job.error, job.result, job.events = exc, None, []
-            return
+        except sqlite3.Error as exc:  # BEGIN, SAVEPOINT, COMMIT: the group's own statements
+            return self._fail_group(batch, group_failure(exc, self._path))
         self.commits += 1
         self.jobs_done += len(batch)
+        return next((j.error for j in batch if isinstance(j.error, StorageUnavailable)), None)
 
-    def _settle(self, batch: list[_Job]) -> None:
+    def _begin(self) -> None:
+        if self._conn.in_transaction:  # the ROLLBACK of a failed group failed as well
+            self._conn.execute("ROLLBACK")
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def _run_job(self, job: _Job, tx: Tx) -> StorageUnavailable | None:
+        """Run one job in its savepoint. Returns why the whole transaction is lost, if it is."""
+        try:
+            job.result = job.fn(tx)
+            self._conn.execute("RELEASE job")
+        except Exception as exc:  # the job's failure, or the storage's: undo the job alone
+            job.result = None
+            job.error = storage_failure(exc, self._path) or exc
+            return self._undo_job(job)
+        job.events = tx.events
+        return None
+
+    def _undo_job(self, job: _Job) -> StorageUnavailable | None:
+        conn = self._conn
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+            except sqlite3.Error as exc:
+                return group_failure(exc, self._path)
+            return None
+        # After SQLITE_FULL, IOERR, BUSY or NOMEM inside a statement SQLite may roll back the
+        # whole transaction by itself (https://sqlite.org/lang_transaction.html, "Response To
+        # Errors Within A Transaction"): the savepoint went with it, and the earlier jobs'
+        # changes too.
+        if isinstance(job.error, StorageUnavailable):
+            return job.error
+        return StorageUnavailable(
+            f"the database ended the write transaction after an error ({job.error}); "
+            "the writes of its group were not stored",
+            "transaction_lost",
+        )
+
+    def _fail_group(self, batch: list[_Job], failure: StorageUnavailable) -> StorageUnavailable:
+        """Nothing of the group is stored: every job fails (a job that failed on its own keeps
+        its own error), and the connection is left with no transaction open."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:  # the next group's `_begin` tries again
+                log.debug("rollback of a failed group failed error=%s", exc)
+        for job in batch:
+            job.result, job.events = None, []
+            if job.error is None:
+                job.error = failure
+        return failure
+
+    def _settle(self, batch: list[_Job], failure: StorageUnavailable | None) -> None:
+        if failure is None:
+            self.health.succeeded()
+        else:
+            failed = sum(1 for job in batch if isinstance(job.error, StorageUnavailable))
+            self.health.failed(failure, failed)
         committed: list[Event] = []
         for job in batch:
             if job.future.done():  # the caller was cancelled; its write stands anyway
-                committed.extend(job.events)
+                if job.error is None:
+                    committed.extend(job.events)
                 continue
             if job.error is not None:
                 job.future.set_exception(job.error)

@@ -58,6 +58,7 @@ async def api(db: Database, clock: FakeClock) -> AsyncIterator[Api]:
         events=EventService(EventStore(db), bus),
         site=site,
         version="test",
+        storage=db.health,
         tags=TagService(TagStore(db)),
     )
     admin = await auth.bootstrap_admin()

@@ -89,6 +89,7 @@ async def site(db: Database, clock: FakeClock, tmp_path: Path) -> AsyncIterator[
         site=await SiteStore(db).ensure("test"),
         version="test",
         power=power,
+        storage=db.health,
     )
     admin = await auth.bootstrap_admin()
     assert admin is not None

@@ -64,6 +64,7 @@ async def api(db: Database, clock: FakeClock) -> AsyncIterator[Api]:
         events=rig.events,
         site=await SiteStore(db).ensure("test-site"),
         version="test",
+        storage=db.health,
         scripts=rig.scripts,
         commissioning=rig.service,
     )

@@ -48,7 +48,8 @@ async def api(db: Database, clock: FakeClock, tmp_path: Path) -> AsyncIterator[A
         auth = AuthService(AuthStore(db), clock)
         ctx = ApiContext(
             machines=rig.machines, auth=auth, events=rig.events,
-            site=await SiteStore(db).ensure("test-site"), version="test", images=rig.images,
+            site=await SiteStore(db).ensure("test-site"), version="test", storage=db.health,
+            images=rig.images,
             deploy=rig.parts,
         )  # fmt: skip
         _, operator = await auth.create_token("ops", "olga", Role.OPERATOR)

@@ -70,6 +70,7 @@ async def iapi(db: Database, clock: FakeClock, tmp_path: Path) -> AsyncIterator[
         events=EventService(EventStore(db), bus),
         site=await SiteStore(db).ensure("test"),
         version="test",
+        storage=db.health,
         images=images,
     )
     admin = await auth.bootstrap_admin()

@@ -65,7 +65,7 @@ async def api(db: Database, clock: FakeClock, tmp_path: Path) -> AsyncIterator[A
         ctx = ApiContext(
             machines=rig.machines, auth=auth, events=rig.events,
             site=await SiteStore(db).ensure("test-site"), version="test", images=rig.images,
-            deploy=rig.parts,
+            deploy=rig.parts, storage=db.health,
         )  # fmt: skip
         admin = await auth.bootstrap_admin()
         assert admin is not None

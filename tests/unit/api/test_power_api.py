@@ -73,6 +73,7 @@ async def papi(db: Database, clock: FakeClock, tmp_path: Path) -> AsyncIterator[
         events=EventService(EventStore(db), bus),
         site=await SiteStore(db).ensure("test"),
         version="test",
+        storage=db.health,
         power=power,
     )
     _, operator = await auth.create_token("ops", "olga", Role.OPERATOR)

@@ -74,6 +74,7 @@ class RealEdgebox:
             events=self.rig.events,
             site=await SiteStore(self.db).ensure("cli-site"),
             version="test",
+            storage=self.db.health,
             scripts=self.rig.scripts,
             commissioning=self.rig.service,
         )

@@ -62,6 +62,7 @@ class RealEdgebox:
         ctx = ApiContext(
             machines=self.rig.machines, auth=auth, events=self.rig.events,
             site=await SiteStore(self.db).ensure("cli-site"), version="test",
+            storage=self.db.health,
             images=self.rig.images, deploy=self.rig.parts,
         )  # fmt: skip
         token = await auth.bootstrap_admin()

@@ -69,6 +69,7 @@ class RealEdgebox:
             events=EventService(EventStore(self.db), EventBus()),
             site=await SiteStore(self.db).ensure("cli-test"),
             version="test",
+            storage=self.db.health,
             tags=TagService(TagStore(self.db)),
         )
         token = await auth.bootstrap_admin()

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import cast
+
+import pytest
 
 from edgebox.storage.checkpointer import BACKSTOP_PAGES, Checkpointer
 from edgebox.storage.database import Database
 from edgebox.storage.writer import Tx
+from tests.unit.storage.flaky import DISK_FULL, FlakyConnection
 
 ROWS = 300
 
@@ -68,3 +73,20 @@ async def test_commits_reach_the_database_file_without_the_writer_checkpointing(
 async def test_the_writer_checkpoints_only_as_a_backstop(db: Database) -> None:
     pages = db._write_conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     assert pages == BACKSTOP_PAGES
+
+
+def test_a_failing_checkpoint_is_logged_once_until_it_succeeds_again(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = FlakyConnection(sqlite3.connect(db.path, check_same_thread=False))
+    checkpointer = Checkpointer(db.path, lambda: db.writer.commits)
+    caplog.set_level(logging.DEBUG, logger="edgebox.storage.checkpointer")
+    conn.fail("PRAGMA wal_checkpoint", DISK_FULL, times=3)
+    for _ in range(4):  # three failed rounds, then one that works
+        checkpointer._checkpoint(cast(sqlite3.Connection, conn))
+    conn.real.close()
+    levels = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    assert levels == [
+        (logging.WARNING, f"WAL checkpoint failed error={DISK_FULL}"),
+        (logging.INFO, "WAL checkpoints succeed again"),
+    ]
