@@ -20,7 +20,7 @@ from aiohttp import web
 from edgebox import __version__
 from edgebox.domain.identifiers import parse_mac
 from edgebox.domain.models import MachineFilter
-from edgebox.net.agent_http import agent_error, bearer_token, json_body
+from edgebox.net.agent_http import agent_error, bearer_token, json_body, machine_errors
 from edgebox.net.deploy_http import add_deploy_routes
 from edgebox.net.image_http import add_image_routes
 from edgebox.net.script_http import SCRIPT_AGENT, add_script_routes
@@ -82,7 +82,11 @@ async def loader(request: web.Request) -> web.StreamResponse:
 
 
 async def _fetched(request: web.Request, boot: BootService, step: str, detail: str) -> None:
-    if request.http_range.start not in (None, 0):
+    try:
+        start = request.http_range.start
+    except ValueError:
+        return  # a malformed Range: FileResponse answers 416, nothing was fetched
+    if start not in (None, 0):
         return  # a resumed download is the same step
     mac = request.query.get("mac")
     try:
@@ -122,7 +126,7 @@ def build_machine_app(
     images: ImageService | None = None,
     deploys: DeployAgent | None = None,
 ) -> web.Application:
-    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app = web.Application(middlewares=[machine_errors], client_max_size=4 * 1024 * 1024)
     if boot is not None and machines is not None:
         app[BOOT] = boot
         app[MACHINES] = machines
