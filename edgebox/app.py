@@ -28,7 +28,7 @@ from aiohttp import web
 
 from edgebox import __version__
 from edgebox.api.context import ApiContext
-from edgebox.api.server import build_api_app
+from edgebox.api.server import MAX_REQUEST_LINE, build_api_app
 from edgebox.bootstrap.config_file import load_settings
 from edgebox.bootstrap.logs import setup_logging
 from edgebox.domain.hardware_bundle import parse_bundle
@@ -360,7 +360,9 @@ class Edgebox:
 
     @contextlib.asynccontextmanager
     async def _listeners(self, ctx: ApiContext) -> AsyncIterator[Listening]:
-        api = web.AppRunner(build_api_app(ctx), shutdown_timeout=5.0)
+        api = web.AppRunner(
+            build_api_app(ctx), shutdown_timeout=5.0, max_line_size=MAX_REQUEST_LINE
+        )
         limits = self.settings.machine_http
         machine_app = build_machine_app(
             self.boot, ctx.machines, scripts=self.scripts, images=ctx.images,

@@ -8,7 +8,7 @@ from edgebox.api.context import context
 from edgebox.api.json_shapes import event_json, iso
 from edgebox.api.request_input import bad, query_mac
 from edgebox.api.routing import Param, Route
-from edgebox.api.schemas import STR, ref
+from edgebox.api.schemas import MAC, STR, ref
 from edgebox.domain.auth import Permission
 
 
@@ -41,7 +41,7 @@ ROUTES = [
         Permission.READ,
         "A MAC's boot steps in order, with seconds from the first",
         "boot",
-        params=[Param("mac", STR, "the booting NIC's MAC", required=True)],
+        params=[Param("mac", MAC, "the booting NIC's MAC", required=True)],
         responses={
             200: {
                 "type": "object",

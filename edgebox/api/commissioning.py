@@ -16,13 +16,27 @@ from aiohttp import web
 from edgebox.api.context import context
 from edgebox.api.errors import ApiError
 from edgebox.api.json_shapes import iso
-from edgebox.api.machine_selection import SELECTION_SCHEMA, selection
-from edgebox.api.request_input import bad, json_object, opt_str, opt_str_list, query_int
+from edgebox.api.machine_selection import SELECTION_RULE, SELECTION_SCHEMA, selection
+from edgebox.api.request_input import (
+    MAX_ID,
+    bad,
+    json_object,
+    opt_object,
+    opt_str,
+    opt_str_list,
+    path_id,
+    query_int,
+)
 from edgebox.api.routing import Param, Route, principal
-from edgebox.api.schemas import BOOL, INT, STR, TIME, nullable
+from edgebox.api.schemas import BOOL, CURSOR, ID, INT, STR, TIME, nullable
 from edgebox.domain.auth import Permission
 from edgebox.domain.script_runs import RunKind, ScriptResult, ScriptRun
-from edgebox.services.commissioning_service import BulkItem, CommissioningService, RunRequest
+from edgebox.services.commissioning_service import (
+    MAX_TESTS,
+    BulkItem,
+    CommissioningService,
+    RunRequest,
+)
 
 SHOWN_OUTPUT = 4 * 1024 * 1024
 
@@ -42,21 +56,21 @@ def run_request(request: web.Request, body: dict[str, Any]) -> RunRequest:
     """The options of a commission or test request: `tests` (names; absent: the defaults),
     `parameters` (script name -> parameter name -> value) and `comment`."""
     tests = opt_str_list(body, "tests")
+    if tests is not None and len(tests) > MAX_TESTS:  # before a bulk request refuses each
+        raise bad("tests", f"at most {MAX_TESTS} tests in one run")
     return RunRequest(
         actor=principal(request).user,
         tests=tuple(tests) if tests is not None else None,
         comment=opt_str(body, "comment") or "",
-        parameters=_parameters(body.get("parameters")),
+        parameters=_parameters(opt_object(body, "parameters")),
     )
 
 
-def _parameters(value: object) -> dict[str, dict[str, Any]]:
+def _parameters(value: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     """The shape only; names, types and ranges are checked against each script's metadata."""
     if value is None:
         return {}
     example = '{"memory-test": {"fraction": 0.5}}'
-    if not isinstance(value, dict):
-        raise bad("parameters", f"expected an object such as {example}")
     count = 0
     for script, values in value.items():
         if not isinstance(values, dict):
@@ -113,7 +127,7 @@ def _item_json(item: BulkItem) -> dict[str, Any]:
 
 async def bulk_start(request: web.Request) -> web.Response:
     body = await json_object(request, {"action", "machines", "filter", *RUN_FIELDS})
-    action = body.get("action")
+    action = opt_str(body, "action")
     kinds = {"commission": RunKind.COMMISSIONING, "test": RunKind.TESTING}
     if action not in kinds:
         raise bad("action", "expected commission or test")
@@ -133,7 +147,7 @@ async def bulk_start(request: web.Request) -> web.Response:
 
 async def machine_results(request: web.Request) -> web.Response:
     system_id = request.match_info["system_id"]
-    run_id = query_int(request, "run", 0, 0, 2**62)
+    run_id = query_int(request, "run", 0, 0, MAX_ID)
     service = commissioning(request)
     view = await service.results(system_id, run_id or None)
     runs = await service.runs(system_id)
@@ -153,9 +167,7 @@ async def machine_results(request: web.Request) -> web.Response:
 
 async def machine_result(request: web.Request) -> web.Response:
     system_id = request.match_info["system_id"]
-    result_id = int(request.match_info["result_id"])
-    if result_id >= 2**63:
-        raise ApiError(404, "not_found", f"no result {result_id} of machine {system_id}")
+    result_id = path_id(request, "result_id")
     detail = await commissioning(request).result(system_id, result_id)
     body = result_json(detail.result)
     for stream in ("stdout", "stderr", "result"):
@@ -237,6 +249,7 @@ RUN_OPTIONS: dict[str, Any] = {
     "tests": {
         "type": "array",
         "items": STR,
+        "maxItems": MAX_TESTS,
         "description": "testing scripts to run (absent: the defaults; [] none)",
     },
     "parameters": {
@@ -268,6 +281,7 @@ ROUTES = [
                 **SELECTION_SCHEMA,
                 **RUN_OPTIONS,
             },
+            **SELECTION_RULE,
             "required": ["action"],
             "additionalProperties": False,
         },
@@ -321,7 +335,7 @@ ROUTES = [
         "commissioning",
         params=[
             _ID,
-            Param("run", INT, "a run id (default: the latest run)"),
+            Param("run", CURSOR, "a run id (default, or 0: the latest run)"),
             Param("script", STR, "only the results of this script"),
         ],
         responses={
@@ -343,7 +357,7 @@ ROUTES = [
         Permission.READ,
         "One result with its output (stdout, stderr, the result file)",
         "commissioning",
-        params=[_ID, Param("result_id", INT, "the result's id", where="path", required=True)],
+        params=[_ID, Param("result_id", ID, "the result's id", where="path", required=True)],
         responses={
             200: {
                 **RESULT_SCHEMA,

@@ -31,10 +31,18 @@ from edgebox.api.deploy_shapes import (
 )
 from edgebox.api.errors import ApiError
 from edgebox.api.json_shapes import machine_json
-from edgebox.api.machine_selection import SELECTION_SCHEMA, selection
-from edgebox.api.request_input import bad, json_object, opt_str, opt_str_list, query_int
+from edgebox.api.machine_selection import SELECTION_RULE, SELECTION_SCHEMA, selection
+from edgebox.api.request_input import (
+    bad,
+    json_object,
+    opt_object,
+    opt_str,
+    opt_str_list,
+    path_id,
+    query_int,
+)
 from edgebox.api.routing import Param, Route, principal
-from edgebox.api.schemas import INT, STR, STR_LIST, ref
+from edgebox.api.schemas import ID, STR, STR_LIST, ref, whole
 from edgebox.domain.allocation import Constraints
 from edgebox.domain.auth import Permission, Role
 from edgebox.domain.deployment import (
@@ -52,6 +60,8 @@ _ABORTED_HERE: Final = frozenset({Status.DEPLOYING, Status.DISK_ERASING})
 _DEPLOY_FIELDS: Final = ("image", "user_data", "ssh_keys", "hostname", "disk", "comment")
 _CONSTRAINTS: Final = ("arch", "min_cores", "min_memory", "tags", "not_tags", "pool", "zone")
 MAX_INT: Final = 2**31
+MAX_ALLOCATE: Final = 10_000  # AllocationService's limit
+MAX_LOG_TAIL: Final = 4 * 1024 * 1024
 
 
 def parts(request: web.Request) -> DeployParts:
@@ -61,12 +71,14 @@ def parts(request: web.Request) -> DeployParts:
     return found
 
 
-def _opt_int(body: dict[str, Any], field: str, default: int, low: int = 0) -> int:
-    value = body.get(field)
-    if value is None:
+def _opt_int(
+    body: dict[str, Any], field: str, default: int, low: int = 0, high: int = MAX_INT
+) -> int:
+    if field not in body:
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_INT:
-        raise bad(field, f"expected a whole number from {low}, got {value!r}")
+    value = body[field]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise bad(field, f"expected a whole number from {low} to {high}, got {value!r:.40}")
     return value
 
 
@@ -97,10 +109,7 @@ def _release_request(request: web.Request, body: dict[str, Any]) -> ReleaseReque
 
 
 def _constraints(body: dict[str, Any]) -> Constraints:
-    raw = body.get("constraints")
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise bad("constraints", "expected an object (arch, min_cores, min_memory, tags, ...)")
+    raw = opt_object(body, "constraints") or {}
     unknown = sorted(set(raw) - set(_CONSTRAINTS))
     if unknown:
         raise bad(f"constraints.{unknown[0]}", f"unknown field (known: {', '.join(_CONSTRAINTS)})")
@@ -126,7 +135,7 @@ def _constraints(body: dict[str, Any]) -> Constraints:
 
 async def allocate(request: web.Request) -> web.Response:
     body = await json_object(request, {"constraints", "count", "comment"})
-    count = _opt_int(body, "count", 1, low=1)
+    count = _opt_int(body, "count", 1, low=1, high=MAX_ALLOCATE)
     machines = await parts(request).allocation.allocate(
         _constraints(body), count, principal(request).user, opt_str(body, "comment") or ""
     )
@@ -191,22 +200,18 @@ async def deploy_action(request: web.Request, action: Action) -> web.Response | 
 
 
 async def get_deployment(request: web.Request) -> web.Response:
-    tail = query_int(request, "log", LOG_TAIL, 0, 4 * 1024 * 1024)
+    tail = query_int(request, "log", LOG_TAIL, 0, MAX_LOG_TAIL)
     view = await parts(request).views.deployment(request.match_info["system_id"], tail)
     return web.json_response(deployment_view_json(view))
 
 
 async def get_rollout(request: web.Request) -> web.Response:
-    rollout_id = int(request.match_info["rollout_id"])
-    if rollout_id >= 2**63:
-        raise ApiError(404, "not_found", f"no rollout {rollout_id}")
-    view = await parts(request).views.rollout(rollout_id)
+    view = await parts(request).views.rollout(path_id(request, "rollout_id"))
     return web.json_response(rollout_json(view))
 
 
 _ID = Param("system_id", STR, "the machine's system id", where="path", required=True)
-_COUNT = {"type": "integer", "minimum": 1}
-_WHOLE = {"type": "integer", "minimum": 0}
+_WHOLE = whole(0, MAX_INT)
 
 ROUTES = [
     Route(
@@ -223,8 +228,8 @@ ROUTES = [
                     "type": "object",
                     "properties": {
                         "arch": STR,
-                        "min_cores": _COUNT,
-                        "min_memory": {**_COUNT, "description": "MiB"},
+                        "min_cores": {**_WHOLE, "description": "0: any"},
+                        "min_memory": {**_WHOLE, "description": "MiB; 0: any"},
                         "tags": STR_LIST,
                         "not_tags": STR_LIST,
                         "pool": STR,
@@ -232,7 +237,7 @@ ROUTES = [
                     },
                     "additionalProperties": False,
                 },
-                "count": _COUNT,
+                "count": whole(1, MAX_ALLOCATE, "how many machines (default 1)"),
                 "comment": STR,
             },
             "additionalProperties": False,
@@ -263,6 +268,7 @@ ROUTES = [
                 },
                 "comment": STR,
             },
+            **SELECTION_RULE,
             "required": ["image"],
             "additionalProperties": False,
         },
@@ -279,6 +285,7 @@ ROUTES = [
         body={
             "type": "object",
             "properties": {**SELECTION_SCHEMA, "erase": DEPLOY_OPTIONS["erase"], "comment": STR},
+            **SELECTION_RULE,
             "additionalProperties": False,
         },
         responses={200: BULK_ANSWER},
@@ -290,7 +297,10 @@ ROUTES = [
         Permission.READ,
         "A machine's latest deploy or release: step, progress, error and its agent's log",
         "deploy",
-        params=[_ID, Param("log", INT, f"bytes of the log's tail (default {LOG_TAIL})")],
+        params=[
+            _ID,
+            Param("log", whole(0, MAX_LOG_TAIL), f"bytes of the log's tail (default {LOG_TAIL})"),
+        ],
         responses={200: DEPLOYMENT},
     ),
     Route(
@@ -300,7 +310,7 @@ ROUTES = [
         Permission.READ,
         "A bulk deploy or release: its machines, their states and failures",
         "deploy",
-        params=[Param("rollout_id", INT, "the rollout's id", where="path", required=True)],
+        params=[Param("rollout_id", ID, "the rollout's id", where="path", required=True)],
         responses={200: ROLLOUT},
     ),
 ]

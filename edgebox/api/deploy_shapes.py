@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from edgebox.api.json_shapes import iso
-from edgebox.api.schemas import BOOL, INT, STR, STR_LIST, TIME, nullable
-from edgebox.domain.deployment import Deployment, EraseMode
+from edgebox.api.schemas import BOOL, HOSTNAME, INT, STR, TIME, nullable
+from edgebox.domain.deployment import (
+    MAX_SSH_KEY,
+    MAX_SSH_KEYS,
+    MAX_USER_DATA,
+    SSH_KEY_PATTERN,
+    Deployment,
+    EraseMode,
+)
 from edgebox.services.deploy_service import Bulk, BulkItem
 from edgebox.services.deploy_views import DeploymentView, RolloutView
 
@@ -113,11 +120,15 @@ STATES = {
 }
 PROGRESS = {"type": "object", "properties": {"step": STR, "done": INT, "total": INT}}
 DEPLOY_OPTIONS: dict[str, Any] = {
-    "image": {**STR, "description": "deploy: the image's name or id"},
-    "user_data": {**STR, "description": "deploy: cloud-init user-data (#cloud-config ...)"},
-    "ssh_keys": {**STR_LIST, "description": "deploy: public keys for the deployed OS"},
-    "hostname": {**STR, "description": "deploy: the machine's new host name"},
-    "disk": {**STR, "description": "deploy: the target disk (kernel name; empty: the agent picks)"},
+    "image": {**STR, "pattern": r"\S", "description": "deploy: the image's name or id"},
+    "user_data": {**STR, "maxLength": MAX_USER_DATA, "pattern": "^[^\\u0000]*$",
+                  "description": "deploy: cloud-init user-data (#cloud-config ...), text"},
+    "ssh_keys": {"type": "array", "maxItems": MAX_SSH_KEYS,
+                 "items": {**STR, "maxLength": MAX_SSH_KEY, "pattern": SSH_KEY_PATTERN},
+                 "description": "deploy: public keys for the deployed OS, one line each"},
+    "hostname": {**HOSTNAME, "description": "deploy: the machine's new host name"},
+    "disk": {**STR, "pattern": "^$|^[a-z][a-z0-9]{0,31}$",
+             "description": "deploy: the target disk (kernel name; empty: the agent picks)"},
     "erase": {"type": "string", "enum": [m.value for m in EraseMode],
               "description": "release: how to erase the disks (default none)"},
 }  # fmt: skip

@@ -11,9 +11,10 @@ from edgebox.api.errors import ApiError
 from edgebox.api.json_shapes import iso
 from edgebox.api.request_input import bad, json_object, query_enums, query_int, query_mac
 from edgebox.api.routing import Param, Route
-from edgebox.api.schemas import INT, STR, ref
+from edgebox.api.schemas import MAC, STR, enum_of, ref, repeated, schema_of_settings, whole
 from edgebox.domain.auth import Permission
 from edgebox.domain.dhcp import LeaseRecord, LeaseState
+from edgebox.domain.settings import SubnetSettings
 from edgebox.services.dhcp_service import DhcpService, LinkStatus
 from edgebox.services.dhcp_subnets import ServedSubnet, subnet_to_json
 
@@ -21,6 +22,11 @@ SUBNET_FIELDS = {
     "cidr", "interface", "ranges", "router", "dns", "ntp", "domain", "domain_search", "mtu",
     "lease_time", "routes", "boot",
 }  # fmt: skip
+
+
+MAX_LEASES = 100_000
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4 = {"type": "string", "pattern": rf"^{_OCTET}(\.{_OCTET}){{3}}$"}
 
 
 def _dhcp(request: web.Request) -> DhcpService:
@@ -119,7 +125,7 @@ async def list_leases(request: web.Request) -> web.Response:
     service = _dhcp(request)
     states = query_enums(request, "state", LeaseState)
     mac = query_mac(request)
-    limit = query_int(request, "limit", 1000, 1, 100_000)
+    limit = query_int(request, "limit", 1000, 1, MAX_LEASES)
     leases = await service.leases(request.query.get("subnet"), mac, states, limit)
     now = service.now()
     return web.json_response({"items": [_lease_json(lease, now) for lease in leases]})
@@ -130,13 +136,14 @@ async def release_lease(request: web.Request) -> web.Response:
     try:
         ip = int(ipaddress.IPv4Address(text))
     except ValueError:
-        raise bad("ip", f"expected an IPv4 address, got {text!r}") from None
+        raise bad("ip", f"expected an IPv4 address, got {text[:64]!r}") from None
     lease = await _dhcp(request).release(ip)
     return web.json_response(_lease_json(lease, _dhcp(request).now()))
 
 
 _CIDR = Param("cidr", STR, "the subnet, e.g. 10.0.0.0/24", where="path", required=True)
 _SUBNET = {"type": "object"}
+_SUBNET_BODY = schema_of_settings(SubnetSettings)
 _LIST = {"type": "object", "properties": {"items": {"type": "array", "items": _SUBNET}}}
 
 ROUTES = [
@@ -165,7 +172,7 @@ ROUTES = [
         Permission.ADMIN,
         "Add a subnet; overlapping subnets or ranges are refused with 409",
         "dhcp",
-        body=_SUBNET,
+        body=_SUBNET_BODY,
         responses={201: _SUBNET},
     ),
     Route(
@@ -186,7 +193,7 @@ ROUTES = [
         "Replace a subnet made through the API",
         "dhcp",
         params=[_CIDR],
-        body=_SUBNET,
+        body={k: v for k, v in _SUBNET_BODY.items() if k != "required"},  # cidr: the path
         responses={200: _SUBNET},
     ),
     Route(
@@ -208,9 +215,9 @@ ROUTES = [
         "dhcp",
         params=[
             Param("subnet", STR, "a subnet's CIDR"),
-            Param("mac", STR, "a client MAC"),
-            Param("state", STR, "bound, released, expired, declined; repeatable"),
-            Param("limit", INT, "at most this many (default 1000)"),
+            Param("mac", MAC, "a client MAC"),
+            Param("state", repeated(enum_of(s.value for s in LeaseState)), "repeatable"),
+            Param("limit", whole(1, MAX_LEASES), "at most this many (default 1000)"),
         ],
         responses={200: _LIST},
     ),
@@ -221,7 +228,7 @@ ROUTES = [
         Permission.OPERATE,
         "Free a lease (the client is not told; it renews or rebinds into a NAK)",
         "dhcp",
-        params=[Param("ip", STR, "the leased address", where="path", required=True)],
+        params=[Param("ip", IPV4, "the leased address", where="path", required=True)],
         responses={200: ref("Lease")},
     ),
 ]

@@ -51,6 +51,13 @@ class ApiError(Exception):
         self.field = field
 
 
+# Headers an error status needs (RFC 9110 §11.6.1, §15.5.22).
+_STATUS_HEADERS = {
+    401: {"WWW-Authenticate": 'Bearer realm="edgebox"'},
+    426: {"Upgrade": "websocket", "Connection": "Upgrade"},
+}
+
+
 def error_response(
     status: int,
     code: str,
@@ -61,9 +68,8 @@ def error_response(
     body: dict[str, str] = {"error": code, "message": message}
     if field is not None:
         body["field"] = field
-    if status == 401:
-        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="edgebox"'}
-    return web.json_response(body, status=status, headers=headers)
+    headers = {**_STATUS_HEADERS.get(status, {}), **(headers or {})}
+    return web.json_response(body, status=status, headers=headers or None)
 
 
 @web.middleware
@@ -76,7 +82,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
-        return error_response(exc.status, code, _http_message(request, exc))
+        response = error_response(exc.status, code, _http_message(request, exc))
+        # Keep what the refusal says in headers: a 405's Allow (RFC 9110 §15.5.6).
+        for name, value in exc.headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
+        return response
     except Exception:
         ref = secrets.token_hex(4)
         log.exception("internal error ref=%s method=%s path=%s", ref, request.method, request.path)
@@ -112,8 +123,9 @@ _DOMAIN_ERRORS: list[tuple[type[Exception], tuple[int, str]]] = [
 def _http_message(request: web.Request, exc: web.HTTPException) -> str:
     if exc.status == 404:
         return f"no such endpoint: {request.method} {request.path}"
-    if exc.status == 405:
-        return f"{request.method} is not allowed on {request.path}"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
     if exc.status == 413:
         return "the request body is too large"
     return exc.text or exc.reason

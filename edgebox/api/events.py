@@ -9,10 +9,11 @@ import logging
 from aiohttp import WSMsgType, web
 
 from edgebox.api.context import context
+from edgebox.api.errors import ApiError
 from edgebox.api.json_shapes import event_json
-from edgebox.api.request_input import query_int
+from edgebox.api.request_input import MAX_ID, query_int
 from edgebox.api.routing import Param, Route, principal
-from edgebox.api.schemas import INT, STR, ref
+from edgebox.api.schemas import CURSOR, INT, STR, ref, whole
 from edgebox.domain.auth import Permission
 from edgebox.services.event_bus import Ended, Lagging, Subscription
 from edgebox.services.event_service import EventService
@@ -21,11 +22,12 @@ log = logging.getLogger(__name__)
 
 BACKLOG_BATCH = 500
 REVOKED = b"the API token was revoked; reconnect with a valid token"
+MAX_LIMIT = 1000
 
 
 async def list_events(request: web.Request) -> web.Response:
-    after = query_int(request, "after", 0, 0, 2**62)
-    limit = query_int(request, "limit", 100, 1, 1000)
+    after = query_int(request, "after", 0, 0, MAX_ID)
+    limit = query_int(request, "limit", 100, 1, MAX_LIMIT)
     ctx = context(request)
     events = await ctx.events.after(after, limit, request.query.get("machine"))
     last = events[-1].seq if events else await ctx.events.last_seq()
@@ -39,10 +41,17 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     seq already sent are skipped: nothing committed in between is lost or sent twice. Revoking
     the caller's token ends the stream at once (close code 1008, policy violation).
     """
-    after = query_int(request, "after", 0, 0, 2**62)
+    after = query_int(request, "after", 0, 0, MAX_ID)
     machine = request.query.get("machine")
     ctx = context(request)
     ws = web.WebSocketResponse(heartbeat=30.0)
+    if not ws.can_prepare(request).ok:
+        raise ApiError(
+            426,
+            "upgrade_required",
+            "this is a WebSocket endpoint: connect with 'Upgrade: websocket' "
+            "(GET /api/v1/events reads the same log by cursor)",
+        )
     revoked = asyncio.Event()
     with (
         ctx.events.subscribe() as sub,
@@ -125,7 +134,7 @@ async def _drain_client(ws: web.WebSocketResponse, sub: Subscription) -> None:
         sub.end()
 
 
-_CURSOR = Param("after", INT, "return events with a larger sequence number (default 0)")
+_CURSOR = Param("after", CURSOR, "return events with a larger sequence number (default 0)")
 _MACHINE = Param("machine", STR, "only events of this machine (system id)")
 
 ROUTES = [
@@ -136,7 +145,11 @@ ROUTES = [
         Permission.READ,
         "Read the event log after a sequence number",
         "events",
-        params=[_CURSOR, _MACHINE, Param("limit", INT, "at most this many (1-1000, default 100)")],
+        params=[
+            _CURSOR,
+            _MACHINE,
+            Param("limit", whole(1, MAX_LIMIT), "at most this many (1-1000, default 100)"),
+        ],
         responses={
             200: {
                 "type": "object",
@@ -155,6 +168,6 @@ ROUTES = [
         "Follow the event log over a WebSocket: backlog after `after`, then live",
         "events",
         params=[_CURSOR, _MACHINE],
-        responses={101: None},
+        responses={101: None, 426: ref("Error")},
     ),
 ]

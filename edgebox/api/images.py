@@ -194,7 +194,22 @@ ROUTES = [
         "images",
         body={
             "type": "object",
-            "properties": {"path": STR, "url": STR, "upstream": STR, "name": STR},
+            "properties": {
+                "path": {
+                    **STR,
+                    "pattern": "^/",
+                    "description": "an absolute path on the edgebox: a build output "
+                    "directory or its manifest.json (a regular file or a directory)",
+                },
+                "url": {**STR, "minLength": 1, "description": "http(s) URL of a manifest"},
+                "upstream": {**STR, "minLength": 1, "description": "an edgebox's base URL"},
+                "name": {**STR, "minLength": 1, "description": "with upstream: the image"},
+            },
+            "oneOf": [
+                {"required": ["path"], "maxProperties": 1},
+                {"required": ["url"], "maxProperties": 1},
+                {"required": ["upstream", "name"], "maxProperties": 2},
+            ],
             "additionalProperties": False,
         },
         responses={200: IMAGE, 202: IMAGE},

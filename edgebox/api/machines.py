@@ -11,6 +11,7 @@ from edgebox.api.deploy_shapes import DEPLOY_OPTIONS
 from edgebox.api.errors import ApiError
 from edgebox.api.json_shapes import machine_json
 from edgebox.api.request_input import (
+    MAX_ID,
     bad,
     json_object,
     opt_str,
@@ -22,7 +23,20 @@ from edgebox.api.request_input import (
     req_str,
 )
 from edgebox.api.routing import Param, Route, principal
-from edgebox.api.schemas import INT, STR, STR_LIST, page_of, ref
+from edgebox.api.schemas import (
+    CURSOR,
+    HOSTNAME,
+    MAC,
+    NAME,
+    NAME_LIST,
+    STR,
+    STR_LIST,
+    enum_of,
+    page_of,
+    ref,
+    repeated,
+    whole,
+)
 from edgebox.domain.auth import Permission, Role
 from edgebox.domain.identifiers import parse_mac
 from edgebox.domain.lifecycle import Action, Status
@@ -57,17 +71,15 @@ def _filter(request: web.Request) -> MachineFilter:
     )
 
 
-def _after(request: web.Request) -> int:
-    cursor = request.query.get("after", "0")
-    if not cursor.isdigit():
-        raise bad("after", "expected the 'next' value of a previous page")
-    return int(cursor)
+def page_cursor(request: web.Request) -> int:
+    """`after`: the `next` of a previous page (0, the default: from the start)."""
+    return query_int(request, "after", 0, 0, MAX_ID)
 
 
 async def list_machines(request: web.Request) -> web.Response:
     flt = _filter(request)
     limit = query_int(request, "limit", 100, 1, MAX_PAGE)
-    page = await context(request).machines.query(flt, limit, _after(request))
+    page = await context(request).machines.query(flt, limit, page_cursor(request))
     return web.json_response(
         {
             "items": [machine_json(m) for m in page.items],
@@ -166,7 +178,9 @@ async def machine_action(request: web.Request) -> web.Response:
 
 _ID = Param("system_id", STR, "the machine's system id", where="path", required=True)
 _MACHINE = {200: ref("Machine")}
-_BODY_FIELDS = {"hostname": STR, "pool": STR, "zone": STR, "tags": STR_LIST}
+_BODY_FIELDS = {"hostname": HOSTNAME, "pool": NAME, "zone": NAME, "tags": NAME_LIST}
+PAGE_SIZE = Param("limit", whole(1, MAX_PAGE), f"page size, 1 to {MAX_PAGE} (default 100)")
+AFTER = Param("after", CURSOR, "the 'next' of the previous page (default 0: the first page)")
 
 ROUTES = [
     Route(
@@ -177,16 +191,20 @@ ROUTES = [
         "List machines, filtered and paged by cursor",
         "machines",
         params=[
-            Param("status", STR, "status to match; repeat or comma-separate for several"),
+            Param(
+                "status",
+                repeated(enum_of(s.value for s in Status)),
+                "status to match; repeat or comma-separate for several",
+            ),
             Param("pool", STR, "pool name"),
             Param("zone", STR, "zone name"),
-            Param("tag", STR, "a tag the machine must have; repeatable"),
-            Param("not_tag", STR, "a tag the machine must not have; repeatable"),
+            Param("tag", repeated(STR), "a tag the machine must have; repeatable"),
+            Param("not_tag", repeated(STR), "a tag the machine must not have; repeatable"),
             Param("hostname", STR, "exact host name"),
-            Param("mac", STR, "a MAC address of one of its interfaces"),
+            Param("mac", MAC, "a MAC address of one of its interfaces"),
             Param("owner", STR, "the user it is allocated to"),
-            Param("limit", INT, f"page size, 1 to {MAX_PAGE} (default 100)"),
-            Param("after", STR, "the 'next' cursor of the previous page"),
+            PAGE_SIZE,
+            AFTER,
         ],
         responses={200: page_of("Machine")},
     ),
@@ -199,7 +217,32 @@ ROUTES = [
         "machines",
         body={
             "type": "object",
-            "properties": {"mac": STR, "macs": STR_LIST, "arch": STR, **_BODY_FIELDS},
+            "properties": {
+                "mac": {**MAC, "description": "the boot interface"},
+                "macs": {
+                    "type": "array",
+                    "items": MAC,
+                    "uniqueItems": True,
+                    "description": "its other interfaces (each MAC once)",
+                },
+                "arch": STR,
+                **_BODY_FIELDS,
+                "hostname": {
+                    **HOSTNAME,
+                    "pattern": f"^$|{HOSTNAME['pattern']}",
+                    "description": "empty or absent: node-<system_id>",
+                },
+                "pool": {
+                    **NAME,
+                    "pattern": f"^$|{NAME['pattern']}",
+                    "description": "empty or absent: default",
+                },
+                "zone": {
+                    **NAME,
+                    "pattern": f"^$|{NAME['pattern']}",
+                    "description": "empty or absent: default",
+                },
+            },
             "required": ["mac"],
             "additionalProperties": False,
         },
@@ -233,7 +276,11 @@ ROUTES = [
         "Change a machine's host name, pool, zone or tags",
         "machines",
         params=[_ID],
-        body={"type": "object", "properties": _BODY_FIELDS, "additionalProperties": False},
+        body={
+            "type": "object",
+            "properties": _BODY_FIELDS,
+            "additionalProperties": False,
+        },
         responses=_MACHINE,
     ),
     Route(

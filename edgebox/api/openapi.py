@@ -18,6 +18,7 @@ _ERRORS = {
     "503": "the database cannot take writes now (disk full, I/O error); nothing was stored: "
     "retry after the Retry-After header's seconds",
 }
+_TOO_LARGE = {"413": "the request body is larger than the server takes (1 MiB)"}
 
 
 def build_openapi(routes: Sequence[Route], version: str) -> dict[str, Any]:
@@ -60,10 +61,12 @@ def _operation(route: Route) -> dict[str, Any]:
             for p in route.params
         ]
     if route.body is not None:
-        operation["requestBody"] = {
-            "required": False,
-            "content": {"application/json": {"schema": dict(route.body)}},
-        }
+        content = {"application/json": {"schema": dict(route.body)}}
+        if route.text_body is not None:
+            content["text/plain"] = {"schema": dict(route.text_body)}
+        # An absent body is read as {}: it is required only where {} is not enough.
+        needs = any(route.body.get(key) for key in ("required", "anyOf", "oneOf"))
+        operation["requestBody"] = {"required": needs, "content": content}
     operation["security"] = [] if route.permission is None else [{"bearer": []}]
     return operation
 
@@ -71,11 +74,13 @@ def _operation(route: Route) -> dict[str, Any]:
 def _responses(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, schema in route.responses.items():
-        entry: dict[str, Any] = {"description": "success"}
+        entry: dict[str, Any] = {"description": "success" if status < 400 else "refused"}
         if schema is not None:
             entry["content"] = {"application/json": {"schema": dict(schema)}}
         responses[str(status)] = entry
     errors = dict(_ERRORS) if route.permission is not None else {}
+    if route.body is not None:
+        errors.update(_TOO_LARGE)
     for code, text in errors.items():
         responses[code] = {
             "description": text,

@@ -9,10 +9,18 @@ from aiohttp import web
 
 from edgebox.api.context import context
 from edgebox.api.errors import ApiError
-from edgebox.api.machine_selection import SELECTION_SCHEMA, selection
-from edgebox.api.request_input import bad, json_object, opt_str, query_list, req_str
+from edgebox.api.machine_selection import SELECTION_RULE, SELECTION_SCHEMA, selection
+from edgebox.api.request_input import (
+    bad,
+    json_object,
+    opt_object,
+    opt_str,
+    query_list,
+    req_str,
+    whole_number,
+)
 from edgebox.api.routing import Param, Route, principal
-from edgebox.api.schemas import BOOL, INT, STR
+from edgebox.api.schemas import BOOL, ID, INT, STR, repeated
 from edgebox.domain.auth import Permission
 from edgebox.domain.power import PowerOp
 from edgebox.drivers.power.registry import DRIVER_NAMES
@@ -20,7 +28,7 @@ from edgebox.services.bmc_settings import BmcView
 from edgebox.services.power_service import BulkItem, PowerService
 from edgebox.storage.power_store import PowerOpRecord
 
-MAX_OPS_QUERY = 1000
+MAX_OPS_QUERY = 300  # ids in one query; within the API's request line (server.py)
 
 
 def _power(request: web.Request) -> PowerService:
@@ -88,9 +96,7 @@ async def get_bmc(request: web.Request) -> web.Response:
 
 async def put_bmc(request: web.Request) -> web.Response:
     body = await json_object(request, {"driver", "address", "username", "password", "options"})
-    options = body.get("options") or {}
-    if not isinstance(options, dict):
-        raise bad("options", "expected an object of option names to values")
+    options = opt_object(body, "options") or {}
     view = await _power(request).set_bmc(
         request.match_info["system_id"],
         principal(request).user,
@@ -153,13 +159,10 @@ async def bulk_power(request: web.Request) -> web.Response:
 
 
 async def get_ops(request: web.Request) -> web.Response:
-    ids = []
-    for text in query_list(request, "id"):
-        if not text.isdigit():
-            raise bad("id", f"expected operation ids (integers), got {text!r}")
-        ids.append(int(text))
-    if not ids or len(ids) > MAX_OPS_QUERY:
+    texts = query_list(request, "id")
+    if not texts or len(texts) > MAX_OPS_QUERY:
         raise bad("id", f"give from 1 to {MAX_OPS_QUERY} operation ids")
+    ids = [whole_number("id", text, 1) for text in texts]
     ops = await _power(request).ops(ids)
     return web.json_response({"items": [op_json(op) for op in ops]})
 
@@ -325,6 +328,7 @@ ROUTES = [
         body={
             "type": "object",
             "properties": {"op": _OP_NAMES, **SELECTION_SCHEMA},
+            **SELECTION_RULE,
             "required": ["op"],
             "additionalProperties": False,
         },
@@ -337,7 +341,14 @@ ROUTES = [
         Permission.READ,
         "Power operations by id, to follow their progress",
         "power",
-        params=[Param("id", STR, "operation ids; repeat or comma-separate", required=True)],
+        params=[
+            Param(
+                "id",
+                {**repeated(ID), "minItems": 1, "maxItems": MAX_OPS_QUERY},
+                "operation ids; repeat or comma-separate",
+                required=True,
+            )
+        ],
         responses={200: _OPS},
     ),
 ]

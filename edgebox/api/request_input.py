@@ -1,18 +1,31 @@
-"""Reading request bodies and query strings, with errors that name the field."""
+"""Reading request bodies, query strings and path ids, with errors that name the field.
+
+Everything here is input from whoever holds a token, so it is read within limits
+(`edgebox.domain.input_limits`): integers are ASCII digits within a range (never more than
+SQLite holds), a JSON body nests at most 64 levels and holds only finite numbers, and a field
+given as `null` is refused unless the document says it may be null — a `null` must never
+quietly mean "the default" (`{"role": null}` once made an admin's token).
+"""
 
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Collection
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
 from edgebox.api.errors import ApiError
 from edgebox.domain.identifiers import parse_mac
+from edgebox.domain.input_limits import (
+    SQLITE_MAX_INT,
+    JsonInputError,
+    decode_json,
+    parse_whole_number,
+)
 
 E = TypeVar("E", bound=enum.Enum)
+MAX_ID: Final = SQLITE_MAX_INT  # ids and cursors are SQLite integers
 
 
 def bad(field: str, message: str) -> ApiError:
@@ -25,9 +38,9 @@ async def json_object(request: web.Request, allowed: Collection[str]) -> dict[st
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_request", f"the request body is not valid JSON: {exc}") from None
+        body = decode_json(raw)
+    except JsonInputError as exc:
+        raise ApiError(400, "bad_request", f"the request body is {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_request", "the request body must be a JSON object")
     unknown = sorted(set(body) - set(allowed))
@@ -38,9 +51,10 @@ async def json_object(request: web.Request, allowed: Collection[str]) -> dict[st
 
 
 def opt_str(body: dict[str, Any], field: str) -> str | None:
-    value = body.get(field)
-    if value is None:
+    """The string `field`, None if absent; `null` is refused like any other non-string."""
+    if field not in body:
         return None
+    value = body[field]
     if not isinstance(value, str):
         raise bad(field, f"expected a string, got {_kind(value)}")
     return value
@@ -54,25 +68,42 @@ def req_str(body: dict[str, Any], field: str) -> str:
 
 
 def opt_str_list(body: dict[str, Any], field: str) -> list[str] | None:
-    value = body.get(field)
-    if value is None:
+    if field not in body:
         return None
+    value = body[field]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise bad(field, f"expected a list of strings, got {_kind(value)}")
     return list(value)
+
+
+def opt_object(body: dict[str, Any], field: str) -> dict[str, Any] | None:
+    """The JSON object `field`, None if absent; `null` is refused."""
+    if field not in body:
+        return None
+    value = body[field]
+    if not isinstance(value, dict):
+        raise bad(field, f"expected an object, got {_kind(value)}")
+    return value
+
+
+def whole_number(field: str, text: str, low: int = 0, high: int = MAX_ID) -> int:
+    """A path or query integer: ASCII digits only, from `low` to `high`."""
+    try:
+        return parse_whole_number(text, low, high)
+    except ValueError as exc:
+        raise bad(field, str(exc)) from None
+
+
+def path_id(request: web.Request, name: str, low: int = 1) -> int:
+    """The integer id `name` of the path (1 to 2^63-1 unless `low` says otherwise)."""
+    return whole_number(name, request.match_info[name], low)
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query.get(name)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise bad(name, f"expected an integer, got {text!r}") from None
-    if not low <= value <= high:
-        raise bad(name, f"expected an integer from {low} to {high}, got {value}")
-    return value
+    return whole_number(name, text, low, high)
 
 
 def query_list(request: web.Request, name: str) -> list[str]:
@@ -86,13 +117,25 @@ def query_list(request: web.Request, name: str) -> list[str]:
 def query_enums(request: web.Request, name: str, kind: type[E]) -> list[E]:
     """A repeatable parameter whose values must be members of the string enum `kind`."""
     values = []
-    for text in query_list(request, name):
+    texts = [part.strip() for item in request.query.getall(name, []) for part in item.split(",")]
+    for text in texts:
         try:
             values.append(kind(text))
         except ValueError:
             known = ", ".join(str(member.value) for member in kind)
-            raise bad(name, f"unknown {name} {text!r} (known: {known})") from None
+            raise bad(name, f"unknown {name} {text[:64]!r} (known: {known})") from None
     return values
+
+
+def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise bad(name, f"expected true or false, got {text[:64]!r}")
 
 
 def query_mac(request: web.Request, name: str = "mac") -> str | None:
@@ -106,5 +149,13 @@ def query_mac(request: web.Request, name: str = "mac") -> str | None:
 
 
 def _kind(value: object) -> str:
-    names = {dict: "an object", list: "a list", bool: "a boolean", int: "a number"}
+    if value is None:
+        return "null"
+    names = {
+        dict: "an object",
+        list: "a list",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
     return names.get(type(value), f"a {type(value).__name__}")

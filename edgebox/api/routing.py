@@ -40,7 +40,8 @@ class Route:
     summary: str
     tag: str
     params: Sequence[Param] = ()
-    body: Schema | None = None
+    body: Schema | None = None  # a JSON body
+    text_body: Schema | None = None  # also taken as text/plain
     responses: Mapping[int, Schema | None] = field(default_factory=dict)
     # Why the permission is what it is, for the 403 of a caller whose role is short of it.
     why: str = ""

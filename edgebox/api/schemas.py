@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Iterable
 from typing import Any
 
 from edgebox.domain.auth import Role
+from edgebox.domain.identifiers import (
+    HOSTNAME_PATTERN,
+    MAC_MAX_LENGTH,
+    MAC_PATTERN,
+    NAME_PATTERN,
+)
+from edgebox.domain.input_limits import SQLITE_MAX_INT
 from edgebox.domain.lifecycle import Status
 
 STR: dict[str, Any] = {"type": "string"}
@@ -12,6 +22,52 @@ INT: dict[str, Any] = {"type": "integer"}
 BOOL: dict[str, Any] = {"type": "boolean"}
 TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
 STR_LIST: dict[str, Any] = {"type": "array", "items": STR}
+
+# What the server enforces on input, stated where the document describes it.
+ID: dict[str, Any] = {"type": "integer", "format": "int64", "minimum": 1, "maximum": SQLITE_MAX_INT}
+CURSOR: dict[str, Any] = {
+    "type": "integer",
+    "format": "int64",
+    "minimum": 0,
+    "maximum": SQLITE_MAX_INT,
+}
+NAME: dict[str, Any] = {
+    "type": "string",
+    "pattern": NAME_PATTERN,
+    "description": "lowercase letters, digits, '.', '_' and '-'; at most 63 characters",
+}
+NAME_LIST: dict[str, Any] = {"type": "array", "items": NAME}
+HOSTNAME: dict[str, Any] = {
+    "type": "string",
+    "pattern": HOSTNAME_PATTERN,
+    "description": "one DNS label: letters, digits and inner hyphens, 1-63 characters",
+}
+MAC: dict[str, Any] = {
+    "type": "string",
+    "pattern": MAC_PATTERN,
+    "maxLength": MAC_MAX_LENGTH,
+    "description": "aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or aabb.ccdd.eeff",
+}
+NON_BLANK: dict[str, Any] = {"type": "string", "pattern": r"\S"}
+
+
+def whole(low: int, high: int, description: str = "") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def enum_of(values: Iterable[str], description: str = "") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "enum": list(values)}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def repeated(item: dict[str, Any]) -> dict[str, Any]:
+    """A repeatable query parameter (`?status=new&status=ready`; a comma also separates)."""
+    return {"type": "array", "items": item}
 
 
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -143,3 +199,38 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "required": ["status", "version", "storage"],
     },
 }
+
+
+def schema_of_settings(cls: type[Any]) -> dict[str, Any]:
+    """The JSON Schema of a settings dataclass, as `edgebox.domain.settings.parse_section`
+    checks it: known keys only, required ones, enums of Literal fields, numeric bounds from
+    each field's metadata. Written from the same dataclass, so the two cannot drift."""
+    hints = typing.get_type_hints(cls)
+    properties = {f.name: _schema_of_field(hints[f.name], f) for f in dataclasses.fields(cls)}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    required = [f.name for f in dataclasses.fields(cls) if f.metadata.get("required")]
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _schema_of_field(hint: Any, spec: dataclasses.Field[Any]) -> dict[str, Any]:
+    if dataclasses.is_dataclass(hint):
+        return schema_of_settings(typing.cast(type[Any], hint))
+    if typing.get_origin(hint) is tuple:
+        return {"type": "array", "items": _schema_of_field(typing.get_args(hint)[0], spec)}
+    if typing.get_origin(hint) is typing.Literal:
+        return {"enum": list(typing.get_args(hint))}
+    if hint is bool:
+        return dict(BOOL)
+    if hint in (int, float):
+        schema: dict[str, Any] = {"type": "integer" if hint is int else "number"}
+        for bound, key in (("min", "minimum"), ("max", "maximum")):
+            if spec.metadata.get(bound) is not None:
+                schema[key] = spec.metadata[bound]
+        return schema
+    return dict(STR)

@@ -19,12 +19,14 @@ from edgebox.api.errors import ApiError
 from edgebox.api.json_shapes import iso
 from edgebox.api.request_input import bad, json_object, query_enums, query_int, req_str
 from edgebox.api.routing import Param, Route, principal
-from edgebox.api.schemas import BOOL, INT, STR, TIME
+from edgebox.api.schemas import BOOL, INT, STR, TIME, enum_of, whole
 from edgebox.domain.auth import Permission
 from edgebox.domain.script_metadata import MetadataError, ScriptType, metadata_to_json
 from edgebox.domain.script_runs import StoredScript
 from edgebox.services.script_service import ScriptService
 from edgebox.services.script_yaml import MAX_SCRIPT_BYTES
+
+MAX_VERSION = 2**31
 
 
 def _scripts(request: web.Request) -> ScriptService:
@@ -74,7 +76,7 @@ async def upload_script(request: web.Request) -> web.Response:
 
 async def get_script(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    version = query_int(request, "version", 0, 0, 2**31)
+    version = query_int(request, "version", 0, 0, MAX_VERSION)
     service = _scripts(request)
     script, content = await service.get(name, version or None)
     versions = await service.versions(name)
@@ -135,7 +137,7 @@ ROUTES = [
         Permission.READ,
         "List the current version of every script",
         "scripts",
-        params=[Param("type", STR, "commissioning, testing or release")],
+        params=[Param("type", enum_of(t.value for t in ScriptType), "only scripts of this type")],
         responses={
             200: {
                 "type": "object",
@@ -154,10 +156,18 @@ ROUTES = [
         why=_AS_ROOT,
         body={
             "type": "object",
-            "properties": {"content": STR},
+            "properties": {
+                "content": {
+                    **STR,
+                    "maxLength": MAX_SCRIPT_BYTES,
+                    "description": "the script: a shell script with a YAML header "
+                    "(docs/commissioning-contract.md); at most 1 MiB of UTF-8",
+                }
+            },
             "required": ["content"],
             "additionalProperties": False,
         },
+        text_body={**STR, "maxLength": MAX_SCRIPT_BYTES, "description": "the script itself"},
         responses={201: SCRIPT_SCHEMA},
     ),
     Route(
@@ -167,7 +177,10 @@ ROUTES = [
         Permission.READ,
         "Show a script with its content and versions",
         "scripts",
-        params=[_NAME, Param("version", INT, "a version (default: the current one)")],
+        params=[
+            _NAME,
+            Param("version", whole(0, MAX_VERSION), "a version (default, or 0: the current one)"),
+        ],
         responses={
             200: {
                 **SCRIPT_SCHEMA,

@@ -38,6 +38,10 @@ ROUTES: list[Route] = [
     *deploy.ROUTES,
 ]
 MAX_BODY = 1024 * 1024
+# aiohttp refuses a request line past 8 KiB with a plain-text 400 before any handler runs; a
+# query of a few hundred ids (GET /power/ops) comes near that. At 64 KiB, a long query reaches
+# the API and is refused as JSON that says which parameter is too long.
+MAX_REQUEST_LINE = 64 * 1024  # the API's runner (app.py) takes it
 
 
 def build_api_app(ctx: ApiContext) -> web.Application:

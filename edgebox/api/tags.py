@@ -14,12 +14,13 @@ from aiohttp import web
 from edgebox.api.context import context
 from edgebox.api.errors import ApiError
 from edgebox.api.json_shapes import machine_json
+from edgebox.api.machines import AFTER, PAGE_SIZE, page_cursor
 from edgebox.api.request_input import json_object, opt_str, query_int, req_str
 from edgebox.api.routing import Param, Route, principal
-from edgebox.api.schemas import BOOL, INT, STR, page_of
+from edgebox.api.schemas import BOOL, INT, NAME, STR, page_of
 from edgebox.domain.auth import Permission
 from edgebox.domain.models import MachineFilter
-from edgebox.services.tag_service import TagService
+from edgebox.services.tag_service import MAX_COMMENT, TagService
 from edgebox.storage.tag_store import Tag
 
 MAX_PAGE = 1000
@@ -98,10 +99,8 @@ async def delete_tag(request: web.Request) -> web.Response:
 async def tag_machines(request: web.Request) -> web.Response:
     tag = await _tags(request).get(request.match_info["name"])
     limit = query_int(request, "limit", 100, 1, MAX_PAGE)
-    after = request.query.get("after", "0")
-    if not after.isdigit():
-        raise ApiError(400, "bad_request", "after: expected the 'next' value of a previous page")
-    page = await context(request).machines.query(MachineFilter(tags=(tag.name,)), limit, int(after))
+    after = page_cursor(request)
+    page = await context(request).machines.query(MachineFilter(tags=(tag.name,)), limit, after)
     return web.json_response(
         {
             "items": [machine_json(m) for m in page.items],
@@ -113,7 +112,10 @@ async def tag_machines(request: web.Request) -> web.Response:
 
 _NAME = Param("name", STR, "the tag's name", where="path", required=True)
 _TAG = {200: TAG_SCHEMA}
-_FIELDS = {"definition": TAG_SCHEMA["properties"]["definition"], "comment": STR}
+_FIELDS = {
+    "definition": TAG_SCHEMA["properties"]["definition"],
+    "comment": {**STR, "maxLength": MAX_COMMENT},
+}
 
 ROUTES = [
     Route(
@@ -140,7 +142,7 @@ ROUTES = [
         "tags",
         body={
             "type": "object",
-            "properties": {"name": STR, **_FIELDS},
+            "properties": {"name": NAME, **_FIELDS},
             "required": ["name"],
             "additionalProperties": False,
         },
@@ -164,7 +166,12 @@ ROUTES = [
         "Change a tag's definition (re-evaluated over every machine) or comment",
         "tags",
         params=[_NAME],
-        body={"type": "object", "properties": _FIELDS, "additionalProperties": False},
+        body={
+            "type": "object",
+            "properties": _FIELDS,
+            "minProperties": 1,
+            "additionalProperties": False,
+        },
         responses=_TAG,
     ),
     Route(
@@ -184,11 +191,7 @@ ROUTES = [
         Permission.READ,
         "The machines that carry a tag, paged by cursor",
         "tags",
-        params=[
-            _NAME,
-            Param("limit", INT, f"page size, 1 to {MAX_PAGE} (default 100)"),
-            Param("after", STR, "the 'next' cursor of the previous page"),
-        ],
+        params=[_NAME, PAGE_SIZE, AFTER],
         responses={200: page_of("Machine")},
     ),
 ]

@@ -6,15 +6,15 @@ from aiohttp import web
 
 from edgebox.api.context import context
 from edgebox.api.json_shapes import token_json
-from edgebox.api.request_input import bad, json_object, opt_str, req_str
+from edgebox.api.request_input import bad, json_object, opt_str, path_id, query_bool, req_str
 from edgebox.api.routing import Param, Route, principal
-from edgebox.api.schemas import INT, STR, ref
+from edgebox.api.schemas import BOOL, ID, NAME, NON_BLANK, enum_of, ref
 from edgebox.domain.auth import Permission, Role
 from edgebox.domain.identifiers import check_name
 
 
 async def list_tokens(request: web.Request) -> web.Response:
-    revoked = request.query.get("revoked", "false").lower() in ("1", "true", "yes")
+    revoked = query_bool(request, "revoked")
     tokens = await context(request).auth.list_tokens(include_revoked=revoked)
     return web.json_response({"items": [token_json(t) for t in tokens]})
 
@@ -24,7 +24,9 @@ async def create_token(request: web.Request) -> web.Response:
     name = req_str(body, "name").strip()
     if not name:
         raise bad("name", "a token needs a name that says what it is for")
-    user = opt_str(body, "user") or principal(request).user
+    user = opt_str(body, "user")
+    if user is None:
+        user = principal(request).user
     try:
         check_name(user, "user")
     except ValueError as exc:
@@ -42,10 +44,7 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 async def revoke_token(request: web.Request) -> web.Response:
-    text = request.match_info["token_id"]
-    if not text.isdigit():
-        raise bad("token_id", f"expected a token id (a number), got {text!r}")
-    info = await context(request).auth.revoke(int(text))
+    info = await context(request).auth.revoke(path_id(request, "token_id"))
     return web.json_response(token_json(info))
 
 
@@ -57,7 +56,7 @@ ROUTES = [
         Permission.ADMIN,
         "List API tokens (never their secrets)",
         "auth",
-        params=[Param("revoked", STR, "true to include revoked tokens")],
+        params=[Param("revoked", BOOL, "true to include revoked tokens (default false)")],
         responses={
             200: {
                 "type": "object",
@@ -75,9 +74,9 @@ ROUTES = [
         body={
             "type": "object",
             "properties": {
-                "name": STR,
-                "user": STR,
-                "role": {"type": "string", "enum": [r.value for r in Role]},
+                "name": {**NON_BLANK, "description": "what the token is for"},
+                "user": {**NAME, "description": "the user (default: the caller)"},
+                "role": enum_of((r.value for r in Role), "the role of a user made for this token"),
             },
             "required": ["name"],
             "additionalProperties": False,
@@ -91,7 +90,7 @@ ROUTES = [
         Permission.ADMIN,
         "Revoke a token",
         "auth",
-        params=[Param("token_id", INT, "the token's id", where="path", required=True)],
+        params=[Param("token_id", ID, "the token's id", where="path", required=True)],
         responses={200: ref("Token")},
     ),
 ]

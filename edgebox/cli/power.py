@@ -256,7 +256,7 @@ async def _run(
         return items, ops
     progress = _Progress(len(ops), show=not cli.json_output and sys.stderr.isatty())
     while True:
-        for chunk in _chunks(sorted(ops), 500):
+        for chunk in _chunks(sorted(ops), 300):  # the server takes 300 ids a request
             answer = await client.get("/power/ops", [("id", ",".join(map(str, chunk)))])
             ops.update({int(o["id"]): o for o in answer["items"]})
         counts = Counter(o["state"] for o in ops.values())

@@ -69,7 +69,10 @@ MAX_USER_DATA: Final = 256 * 1024  # cloud-init's own sources allow less (EC2: 1
 MAX_SSH_KEYS: Final = 64
 MAX_SSH_KEY: Final = 16 * 1024
 MAX_ERROR: Final = 2000
-_SSH_KEY = re.compile(r"(ssh-|ecdsa-|sk-ssh-|sk-ecdsa-)[A-Za-z0-9@.+-]+ [A-Za-z0-9+/=]+( .*)?")
+_KEY_LINE = r"(ssh-|ecdsa-|sk-ssh-|sk-ecdsa-)[A-Za-z0-9@.+-]+ [A-Za-z0-9+/=]+( [^\n]*)?"
+_SSH_KEY = re.compile(_KEY_LINE)
+# One item of the API's `ssh_keys` (a blank one is skipped), as a JSON Schema pattern.
+SSH_KEY_PATTERN: Final = rf"^\s*({_KEY_LINE})?\s*$"
 _DISK = re.compile(r"[a-z][a-z0-9]{0,31}")  # a kernel name: vda, sda, nvme0n1
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 

@@ -1,17 +1,25 @@
 """What every call of the agent's machine API shares: the per-boot bearer token, the error
 shape the agent reads (`{"error", "message"}` with a non-2xx status), JSON bodies, and uploads
 read in chunks keeping only their tail. Used by machine_http (enlist, heartbeat, status),
-script_http (commissioning scripts) and deploy_http (deploy, erase)."""
+script_http (commissioning scripts) and deploy_http (deploy, erase).
+
+`machine_errors` is the machine port's middleware: under `/machine/` every error is that JSON
+shape (aiohttp's own 405 and 413 included, each keeping its headers), and anywhere on the port
+an unexpected exception is a JSON 500 whose message names the log line with the traceback,
+never aiohttp's plain-text page.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from edgebox.domain.errors import NotFound, StorageUnavailable
+from edgebox.domain.input_limits import JsonInputError, decode_json
 from edgebox.services.boot_service import AgentAuthError, AgentCall, AgentInputError, BootService
 
 log = logging.getLogger(__name__)
@@ -27,7 +35,51 @@ _KINDS: dict[int, type[web.HTTPException]] = {
     404: web.HTTPNotFound,
     409: web.HTTPConflict,
 }
-_CODES = {401: "unauthorized", 403: "unauthorized", 404: "not_found", 409: "conflict"}
+_CODES = {
+    401: "unauthorized",
+    403: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+}
+
+
+AGENT_PREFIX = "/machine/"
+
+
+@web.middleware
+async def machine_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith(AGENT_PREFIX):
+            raise
+        if exc.content_type == "application/json":
+            raise
+        return _json_error(exc)
+    except Exception:
+        ref = secrets.token_hex(4)
+        log.exception("internal error ref=%s method=%s path=%s", ref, request.method, request.path)
+        message = f"internal error; the server log has the details under ref={ref}"
+        return web.json_response({"error": "internal", "message": message}, status=500)
+
+
+def _json_error(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own refusal (405, 413, 404...) in the agent's shape, with its headers."""
+    message = f"{exc.status} {exc.reason}"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        message = (
+            f"{exc.method} is not allowed here (allowed: {', '.join(sorted(exc.allowed_methods))})"
+        )
+    elif isinstance(exc, web.HTTPRequestEntityTooLarge):
+        message = "the request body is too large"
+    headers = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+    body = {"error": _CODES.get(exc.status, "bad_request"), "message": message}
+    return web.json_response(body, status=exc.status, headers=headers)
+
+
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
 
 
 def bearer_token(request: web.Request) -> str:
@@ -87,11 +139,13 @@ def guarded(boot: BootService, call: Call, conflicts: tuple[type[Exception], ...
 
 
 async def json_body(request: web.Request) -> dict[str, object]:
+    """The body as a JSON object (empty: `{}`), within `decode_json`'s limits: at most 64
+    levels deep, finite numbers, 64-bit integers; AgentInputError (a 400) otherwise."""
     raw = await request.read()
     try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise AgentInputError("the body is not valid JSON") from None
+        body = decode_json(raw or b"{}")
+    except JsonInputError as exc:
+        raise AgentInputError(f"the body is {exc}") from None
     if not isinstance(body, dict):
         raise AgentInputError("the body must be a JSON object")
     return body

@@ -25,7 +25,13 @@ from edgebox.domain.errors import StorageUnavailable
 from edgebox.domain.identifiers import parse_mac
 from edgebox.domain.models import MachineFilter
 from edgebox.domain.rate_limit import SourceLimiter
-from edgebox.net.agent_http import agent_error, bearer_token, json_body, storage_unavailable
+from edgebox.net.agent_http import (
+    agent_error,
+    bearer_token,
+    json_body,
+    machine_errors,
+    storage_unavailable,
+)
 from edgebox.net.deploy_http import add_deploy_routes
 from edgebox.net.image_http import add_image_routes
 from edgebox.net.script_http import SCRIPT_AGENT, add_script_routes
@@ -99,7 +105,11 @@ async def loader(request: web.Request) -> web.StreamResponse:
 
 
 async def _fetched(request: web.Request, boot: BootService, step: str, detail: str) -> None:
-    if request.http_range.start not in (None, 0):
+    try:
+        start = request.http_range.start
+    except ValueError:
+        return  # a malformed Range: FileResponse answers 416, nothing was fetched
+    if start not in (None, 0):
         return  # a resumed download is the same step
     mac = request.query.get("mac")
     try:
@@ -163,9 +173,11 @@ def build_machine_app(
     *,
     limiter: SourceLimiter | None = None,
 ) -> web.Application:
-    middlewares: list[Middleware] = [storage_unavailable]
+    # Outermost first: errors become JSON (the agent's API) or a 500 with a log reference;
+    # then the per-address limit; then a database that cannot take writes is a 503.
+    middlewares: list[Middleware] = [machine_errors, storage_unavailable]
     if limiter is not None and limiter.enabled:
-        middlewares.insert(0, source_limit(limiter))
+        middlewares.insert(1, source_limit(limiter))
     app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=middlewares)
     if boot is not None and machines is not None:
         app[BOOT] = boot

@@ -18,8 +18,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from edgebox.services.local_files import read_bounded
 
 FILES = ("vmlinuz", "initrd.gz")
+MAX_MANIFEST = 1024 * 1024  # the build writes a few KiB (packages, modules, files)
 
 
 class BootResourceError(Exception):
@@ -34,6 +38,14 @@ class BootResource:
 
     def file(self, name: str) -> Path | None:
         return self.path / name if name in FILES else None
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    """A build's manifest.json: a regular file of at most `MAX_MANIFEST` bytes, an object."""
+    data = json.loads(read_bounded(directory / "manifest.json", MAX_MANIFEST))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
 
 
 def _sha256(path: Path) -> str:
@@ -64,7 +76,7 @@ class BootResources:
 
     def _load(self, path: Path) -> BootResource | None:
         try:
-            manifest = json.loads((path / "manifest.json").read_text())
+            manifest = _read_manifest(path)
         except (OSError, ValueError):
             return None
         return BootResource(path.name, path, str(manifest.get("kernel_version", "")))
@@ -72,7 +84,7 @@ class BootResources:
     def import_dir(self, source: Path) -> BootResource:
         """Verify `source` (a build output directory) against its manifest and make it current."""
         try:
-            manifest = json.loads((source / "manifest.json").read_text())
+            manifest = _read_manifest(source)
         except (OSError, ValueError) as exc:
             raise BootResourceError(f"{source}/manifest.json cannot be read: {exc}") from None
         files = manifest.get("files")

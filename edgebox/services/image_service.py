@@ -40,6 +40,7 @@ from edgebox.services.image_sources import (
     source_from_json,
 )
 from edgebox.services.image_verify import FileCheck, check_image
+from edgebox.services.local_files import check_regular_or_directory
 from edgebox.storage.image_files import ImageFiles
 from edgebox.storage.image_store import ImageRecord, ImageState, ImageStore
 
@@ -159,6 +160,10 @@ class ImageService:
             path = Path(spec["path"])
             if not path.is_absolute():
                 raise InvalidInput("path", f"{path} is not an absolute path on the edgebox")
+            try:
+                check_regular_or_directory(path)
+            except ValueError as exc:
+                raise InvalidInput("path", str(exc)) from None
             return LocalSource(path)
         try:
             if set(spec) == {"url"}:

@@ -27,6 +27,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import aiohttp
 
 from edgebox.domain.image_manifest import MAX_ENVELOPE_BYTES, ImageFile
+from edgebox.services.local_files import TooLarge, open_regular, read_bounded
 
 CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -67,6 +68,15 @@ class ImageSource(Protocol):
 
 
 class LocalSource:
+    """An image on this machine's disks: a build output directory, or its manifest file.
+
+    Whoever may import images names the path, so nothing here trusts it: a path that is not a
+    regular file or a directory is refused (`/dev/zero` never ends, a FIFO blocks its reader
+    for ever, a socket or a device is no image), each file is opened without blocking and
+    checked to be a regular file before a byte is read, and no read goes past the size the
+    signed manifest gives (or `MAX_ENVELOPE_BYTES` for the manifest itself).
+    """
+
     def __init__(self, path: Path) -> None:
         self.manifest_path = path / "manifest.json" if path.is_dir() else path
 
@@ -75,10 +85,9 @@ class LocalSource:
 
     async def read_manifest(self) -> bytes:
         try:
-            size = self.manifest_path.stat().st_size
-            if size > MAX_ENVELOPE_BYTES:
-                raise FetchError(f"{self.manifest_path} is too large to be a manifest", False)
-            return await asyncio.to_thread(self.manifest_path.read_bytes)
+            return await asyncio.to_thread(read_bounded, self.manifest_path, MAX_ENVELOPE_BYTES)
+        except TooLarge:
+            raise FetchError(f"{self.manifest_path} is too large to be a manifest", False) from None
         except OSError as exc:
             raise FetchError(
                 f"cannot read {self.manifest_path}: {exc.strerror or exc}", False
@@ -87,9 +96,13 @@ class LocalSource:
     async def fetch(self, file: ImageFile, sink: Sink) -> None:
         path = self.manifest_path.parent / file.name
         try:
-            with path.open("rb") as f:
+            with await asyncio.to_thread(open_regular, path) as f:
                 f.seek(sink.size)
-                while chunk := await asyncio.to_thread(f.read, CHUNK):
+                remaining = file.size - sink.size
+                while remaining > 0 and (
+                    chunk := await asyncio.to_thread(f.read, min(CHUNK, remaining))
+                ):
+                    remaining -= len(chunk)
                     await sink.write(chunk)
         except OSError as exc:
             raise FetchError(f"cannot read {path}: {exc.strerror or exc}", False) from None

@@ -12,9 +12,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgebox.services.local_files import read_bounded
+
 log = logging.getLogger(__name__)
 
 EXPECTED = ("undionly.kpxe", "snponly.efi", "ipxe.efi")
+MAX_SUMS = 64 * 1024
+MAX_LOADER = 16 * 1024 * 1024  # iPXE builds are well under 2 MiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,18 +33,22 @@ class LoaderCheck:
 def check_loaders(directory: Path) -> LoaderCheck:
     sums: dict[str, str] = {}
     try:
-        for line in (directory / "SHA256SUMS").read_text().splitlines():
-            digest, _, name = line.partition("  ")
-            if digest and name:
-                sums[name.strip()] = digest.strip()
+        text = read_bounded(directory / "SHA256SUMS", MAX_SUMS).decode("utf-8", "replace")
     except OSError:
-        pass
+        text = ""
+    for line in text.splitlines():
+        digest, _, name = line.partition("  ")
+        if digest and name:
+            sums[name.strip()] = digest.strip()
     good, missing, altered = [], [], []
     for name in EXPECTED:
-        path = directory / name
-        if not path.is_file() or name not in sums:
+        try:
+            data = read_bounded(directory / name, MAX_LOADER) if name in sums else None
+        except OSError:
+            data = None
+        if data is None:
             missing.append(name)
-        elif hashlib.sha256(path.read_bytes()).hexdigest() != sums[name]:
+        elif hashlib.sha256(data).hexdigest() != sums[name]:
             altered.append(name)
         else:
             good.append(name)

@@ -153,7 +153,9 @@ class ScriptAgent:
         machine_id = self._machine_of(call)
         self._watchdog.touch(machine_id)
         try:
-            reported = read_result_file(raw)
+            # On a thread: a megabyte of YAML takes a while to compose and check, and the loop
+            # serves every other agent meanwhile.
+            reported = await asyncio.to_thread(read_result_file, raw)
         except ResultFileError as exc:
             await self._runs.put_result_file(
                 result_id, machine_id, raw=raw, reported=ResultStatus.FAILED, results={},

@@ -9,6 +9,7 @@ and no user script may take a built-in's name.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Iterable
@@ -53,7 +54,7 @@ class ScriptService:
     async def upload(self, text: str, actor: str) -> StoredScript:
         """Store a user's script as the next version of its name (`MetadataError` if its
         header is wrong)."""
-        metadata = read_metadata(text)
+        metadata = await asyncio.to_thread(read_metadata, text)  # up to 1 MiB of YAML
         new = NewScript(metadata, text, _digest(text), builtin=False, created_by=actor)
 
         def events(script: StoredScript) -> list[NewEvent]:

@@ -284,3 +284,19 @@ async def test_openapi_documents_the_new_routes(api: Api) -> None:
     actions = doc["paths"]["/api/v1/machines/{system_id}/actions/{action}"]["post"]
     enum = actions["parameters"][1]["schema"]["enum"]
     assert {"commission", "test", "abort"} <= set(enum)
+
+
+async def test_result_ids_and_runs_are_strict(api: Api) -> None:
+    for path, field in [
+        ("/machines/x/results/" + "9" * 4301, "result_id"),
+        (f"/machines/x/results/{2**63}", "result_id"),
+        ("/machines/x/results?run=%C2%B3", "run"),
+        ("/scripts/cpu-stress?version=-1", "version"),
+    ]:
+        body = await api.call("GET", path, api.viewer, status=400)
+        assert body["field"] == field, (path, body)
+    body = await api.call(
+        "POST", "/commissioning", api.olga, status=400,
+        json={"action": "test", "machines": ["x"], "parameters": None},
+    )  # fmt: skip
+    assert body["field"] == "parameters"

@@ -207,3 +207,22 @@ async def test_bulk_release(api: Api) -> None:
         await asyncio.sleep(0.01)
     assert (view["kind"], view["state"], view["counts"]) == ("release", "done", {"succeeded": 2})
     assert [i["status"] for i in view["items"]] == ["ready", "ready"]
+
+
+async def test_numbers_out_of_range_name_their_field(api: Api) -> None:
+    for path, field in [
+        ("/rollouts/" + "9" * 4301, "rollout_id"),
+        (f"/rollouts/{2**63}", "rollout_id"),
+        ("/machines/x/deployment?log=%C2%B3", "log"),
+    ]:
+        status, body = await api.call("GET", path)
+        assert status == 400 and body["field"] == field, (path, body)
+        assert len(body["message"]) < 200
+    for body, field in [
+        ({"count": 10_001}, "count"),
+        ({"count": None}, "count"),
+        ({"constraints": None}, "constraints"),
+        ({"constraints": {"min_cores": 2**31 + 1}}, "constraints.min_cores"),
+    ]:
+        status, answer = await api.call("POST", "/allocate", body)
+        assert status == 400 and answer["field"] == field, (body, answer)

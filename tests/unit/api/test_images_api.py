@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,3 +161,54 @@ async def test_roles(iapi: ImagesApi, tmp_path: Path) -> None:
     assert status == 403
     status, _ = await iapi.call("POST", f"/images/{image['id']}/pin", who=iapi.viewer)
     assert status == 403
+
+
+async def test_a_path_that_is_not_a_regular_file_or_directory_is_refused(
+    iapi: ImagesApi, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    try:
+        for path, kind in [
+            ("/dev/zero", "a character device"),
+            (str(fifo), "a FIFO"),
+            (str(tmp_path / "sock"), "a socket"),
+        ]:
+            status, body = await asyncio.wait_for(iapi.call("POST", "/images", {"path": path}), 5)
+            assert (status, body) == (
+                400,
+                {
+                    "error": "bad_request",
+                    "message": f"path: {path} is {kind}, not a regular file or a directory",
+                    "field": "path",
+                },
+            )
+    finally:
+        sock.close()
+
+
+async def test_a_manifest_that_is_not_a_regular_file_is_refused_at_once(
+    iapi: ImagesApi, tmp_path: Path
+) -> None:
+    """A directory whose manifest.json is a FIFO, or a link to /dev/zero: refused without a
+    hang and without reading a byte more than a manifest may hold."""
+    for name, make in [
+        ("fifo", os.mkfifo),
+        ("zero", lambda p: p.symlink_to("/dev/zero")),
+        ("huge", lambda p: p.write_bytes(b" " * (1024 * 1024 + 1))),
+    ]:
+        directory = tmp_path / name
+        directory.mkdir()
+        make(directory / "manifest.json")
+        status, body = await asyncio.wait_for(
+            iapi.call("POST", "/images", {"path": str(directory)}), 5
+        )
+        assert status == 409, body
+        expected = {
+            "fifo": "it is a FIFO, not a regular file",
+            "zero": "it is a character device, not a regular file",
+            "huge": "is too large to be a manifest",
+        }[name]
+        assert expected in body["message"]

@@ -176,3 +176,16 @@ async def test_bulk_power_by_filter_reports_each_machine(papi: PowerApi) -> None
     assert status == 400 and "every machine" in str(body["message"])
     status, body = await papi.call("POST", "/power", {"op": "off"})
     assert status == 400 and body["field"] == "machines"
+
+
+async def test_operation_ids_are_strict_and_bounded(papi: PowerApi) -> None:
+    for query in ["id=%C2%B3", f"id={2**63}", "id=0", ",".join(["id=1"] * 301).replace(",", "&")]:
+        status, body = await papi.call("GET", f"/power/ops?{query}", headers=papi.viewer)
+        assert status == 400 and body["field"] == "id", (query[:40], body)
+    status, body = await papi.call("GET", "/power/ops?id=1,2", headers=papi.viewer)
+    assert status == 200 and body == {"items": []}
+    system_id = await papi.machine("52:54:00:00:00:31")
+    status, body = await papi.call(
+        "PUT", f"/machines/{system_id}/bmc", {"driver": "manual", "options": None}
+    )
+    assert status == 400 and body["field"] == "options"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from edgebox.domain.script_metadata import MetadataError, ScriptType
 from edgebox.domain.script_results import ResultFileError, ResultStatus
 from edgebox.services.script_service import builtin_sources
-from edgebox.services.script_yaml import read_metadata, read_result_file
+from edgebox.services.script_yaml import MAX_NODES, read_metadata, read_result_file
 
 CONTRACT_EXAMPLE = """#!/bin/sh
 # --- edgebox script ---
@@ -84,3 +86,50 @@ def test_result_files() -> None:
         read_result_file(b"status: \xff\n")
     with pytest.raises(ResultFileError, match="status: expected one of"):
         read_result_file(b"status: great\n")
+
+
+def laughs(levels: int, width: int = 9) -> bytes:
+    """A "billion laughs": each level an anchored list of `width` aliases of the one before."""
+    lines = ["status: passed", "results:", f"  l0: &l0 [{', '.join(['x'] * width)}]"]
+    for i in range(1, levels + 1):
+        lines.append(f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_a_billion_laughs_is_refused_before_it_expands() -> None:
+    raw = laughs(9)  # 9**10 values once expanded, in under 600 bytes
+    assert len(raw) < 600
+    started = time.monotonic()
+    with pytest.raises(ResultFileError) as caught:
+        read_result_file(raw)
+    assert str(caught.value) == f"more than {MAX_NODES} values once its aliases are expanded"
+    assert time.monotonic() - started < 0.5
+    # A few aliases are fine: 9**3 values.
+    assert len(read_result_file(laughs(2)).results) == 3
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"results: {a: &a [*a]}\n", "an alias refers to a node that contains it"),
+        (b"results: {a: " + b"[" * 70 + b"]" * 70 + b"}\n", "nested deeper than 64 levels"),
+        (b"results: {a: " + b"[" * 5000 + b"]" * 5000 + b"}\n", "not valid YAML"),
+        (b"results: {a: 2001-13-45}\n", "a value cannot be read: month must be in 1..12"),
+        (b"results: {a: !!float x}\n", "a value cannot be read"),
+        (b"results: {a: 1}\n" + b"#" * (1024 * 1024), "larger than 1048576 bytes"),
+    ],
+)
+def test_result_files_past_the_limits(raw: bytes, message: str) -> None:
+    with pytest.raises(ResultFileError) as caught:
+        read_result_file(raw)
+    assert message in str(caught.value)
+
+
+def test_a_header_with_nested_aliases_is_refused() -> None:
+    bomb = "\n".join(f"# x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]" for i in range(1, 9))
+    text = CONTRACT_EXAMPLE.replace(
+        "# --- end ---", f"# x0: &x0 [a, a, a, a, a, a, a, a, a]\n{bomb}\n# --- end ---"
+    )
+    assert f"more than {MAX_NODES} values" in error_of(text)
+    dated = CONTRACT_EXAMPLE.replace("# destructive: false", "# destructive: 2001-13-45")
+    assert "a value cannot be read: month must be in 1..12" in error_of(dated)
