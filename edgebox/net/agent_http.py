@@ -58,6 +58,8 @@ async def machine_errors(request: web.Request, handler: Handler) -> web.StreamRe
         if exc.content_type == "application/json":
             raise
         return _json_error(exc)
+    except ConnectionError:
+        raise  # the client went away, maybe mid-answer: there is no one to answer
     except Exception:
         ref = secrets.token_hex(4)
         log.exception("internal error ref=%s method=%s path=%s", ref, request.method, request.path)
@@ -69,9 +71,8 @@ def _json_error(exc: web.HTTPException) -> web.Response:
     """aiohttp's own refusal (405, 413, 404...) in the agent's shape, with its headers."""
     message = f"{exc.status} {exc.reason}"
     if isinstance(exc, web.HTTPMethodNotAllowed):
-        message = (
-            f"{exc.method} is not allowed here (allowed: {', '.join(sorted(exc.allowed_methods))})"
-        )
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        message = f"{exc.method} is not allowed here (allowed: {allowed})"
     elif isinstance(exc, web.HTTPRequestEntityTooLarge):
         message = "the request body is too large"
     headers = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
