@@ -1,7 +1,8 @@
 """How long the event log is kept: by age and by count, in batches, off the hot path.
 
 Every `events.prune_interval` seconds the oldest events beyond `events.keep_days` or the newest
-`events.keep_count` are deleted, 10,000 per transaction until none is left. Events the hub has
+`events.keep_count` are deleted, 2,000 per transaction (the writer, and so DHCP's ACKs, wait
+for each) until none is left. Events the hub has
 not acknowledged are never deleted: the hub sync part passes `unacknowledged_from` (the first
 sequence number the hub has not confirmed; None while no hub is enrolled), and when that is
 what holds the log back, the log says so once per round — a site cut off from its hub keeps

@@ -7,7 +7,7 @@ from edgebox.storage.database import Database
 from edgebox.storage.events_sql import EVENT_COLUMNS, event_from_row
 from edgebox.storage.writer import Tx
 
-PRUNE_BATCH = 10_000
+PRUNE_BATCH = 2_000  # rows a transaction: the writer (DHCP's ACKs) waits for it
 
 
 class EventStore:
@@ -55,8 +55,12 @@ class EventStore:
             conn = tx.conn
             top = int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
             by_count = top - keep_newest + 1 if keep_newest else 0
+            # Only the oldest batch is looked at (events has no index on time, and this runs
+            # on the writer's thread): the cut by age within it, the rest next call.
             by_time = conn.execute(
-                "SELECT coalesce(min(seq), ?) FROM events WHERE time >= ?", (top + 1, older_than)
+                "SELECT coalesce(max(seq) + 1, 0) FROM (SELECT seq, time FROM events "
+                "ORDER BY seq LIMIT ?) WHERE time < ?",
+                (PRUNE_BATCH, older_than),
             ).fetchone()[0]
             wanted = max(by_count, int(by_time))
             cut = wanted if below_seq is None else min(wanted, below_seq)

@@ -53,7 +53,7 @@ async def test_a_large_backlog_goes_in_batches(db: Database, clock: FakeClock) -
         conn.executemany(
             "INSERT INTO events (time, type, level, message, data) VALUES (?, 't', 'info', 'm', "
             "'{}')",
-            [(clock.now(),) for _ in range(25_000)],
+            [(clock.now() - 10 * DAY,) for _ in range(25_000)],
         )
 
     await db.write(job)
@@ -61,3 +61,9 @@ async def test_a_large_backlog_goes_in_batches(db: Database, clock: FakeClock) -
                                clock=clock)  # fmt: skip
     assert await retention.prune_once() == 24_900
     assert len(await seqs(store)) == 100
+    # By age, batch after batch (a batch is 2,000): all ten days old but the newest event.
+    await db.write(job)
+    await store.append(NewEvent("test.event", "today"))
+    by_age = EventRetention(EventSettings(keep_days=1, keep_count=0), store=store, clock=clock)
+    assert await by_age.prune_once() == 25_100
+    assert len(await seqs(store)) == 1
